@@ -1,0 +1,125 @@
+//! Fault injection for the three APIs: 5xx answers, 429 with `Retry-After`,
+//! connections dropped mid-body, added latency and content endpoints that
+//! ignore `Range`. Rates are random; `fail_next` is deterministic for tests.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::Emu;
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Fraction (0–1) of matching requests answered `error_status`.
+    pub error_rate: f64,
+    /// Status of injected errors. Default 503.
+    pub error_status: Option<u16>,
+    /// Fraction of matching requests answered 429 with `Retry-After`.
+    pub rate_limit_rate: f64,
+    /// `Retry-After` seconds sent with 429. Default 1.
+    pub retry_after_secs: Option<u64>,
+    /// Fraction of matching responses whose connection drops mid-body.
+    pub drop_rate: f64,
+    /// Milliseconds added before every matching request is handled.
+    pub latency_ms: u64,
+    /// Content endpoints answer 200 with the whole body, ignoring `Range`.
+    pub ignore_range: bool,
+    /// The next N matching requests fail with `error_status` (deterministic).
+    pub fail_next: u32,
+    /// Only requests whose path contains this string are affected.
+    pub path_contains: Option<String>,
+    /// Only requests of this method (`GET`, `POST`, …) are affected.
+    pub method: Option<String>,
+}
+
+impl Faults {
+    fn matches(&self, req: &Request) -> bool {
+        if let Some(p) = &self.path_contains {
+            if !req.uri().path().contains(p.as_str()) {
+                return false;
+            }
+        }
+        if let Some(m) = &self.method {
+            if !req.method().as_str().eq_ignore_ascii_case(m) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+fn roll(rate: f64) -> bool {
+    rate > 0.0 && rand::random::<f64>() < rate
+}
+
+/// Middleware applying the current faults to one API request.
+pub async fn inject(State(emu): State<Emu>, req: Request, next: Next) -> Response {
+    let (latency, fail, limit, drop, status, retry_after) = {
+        let mut f = emu.faults.lock();
+        if !f.matches(&req) {
+            (0, false, false, false, 503, 1)
+        } else {
+            let mut fail = roll(f.error_rate);
+            if f.fail_next > 0 {
+                f.fail_next -= 1;
+                fail = true;
+            }
+            (
+                f.latency_ms,
+                fail,
+                roll(f.rate_limit_rate),
+                roll(f.drop_rate),
+                f.error_status.unwrap_or(503),
+                f.retry_after_secs.unwrap_or(1),
+            )
+        }
+    };
+    if latency > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
+    }
+    if fail {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return (status, axum::Json(serde_json::json!({"message": "injected fault"}))).into_response();
+    }
+    if limit {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(axum::http::header::RETRY_AFTER, retry_after.to_string())],
+            axum::Json(serde_json::json!({"message": "rate limited (injected)"})),
+        )
+            .into_response();
+    }
+    let resp = next.run(req).await;
+    if drop {
+        return drop_mid_body(resp).await;
+    }
+    resp
+}
+
+/// Sends the headers (with the full `Content-Length`) and half the body,
+/// then fails the stream so the connection is cut.
+async fn drop_mid_body(resp: Response) -> Response {
+    let (parts, body) = resp.into_parts();
+    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(b) => b,
+        Err(_) => return Response::from_parts(parts, Body::empty()),
+    };
+    if bytes.len() < 2 {
+        return Response::from_parts(parts, Body::from(bytes));
+    }
+    let half = bytes.slice(..bytes.len() / 2);
+    let stream = futures::stream::iter(vec![
+        Ok::<_, std::io::Error>(half),
+        Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected drop")),
+    ]);
+    let mut resp = Response::from_parts(parts, Body::from_stream(stream));
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_LENGTH,
+        axum::http::HeaderValue::from(bytes.len()),
+    );
+    resp
+}

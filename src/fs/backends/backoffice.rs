@@ -1,0 +1,1 @@
+//! The backoffice namespace (stub).

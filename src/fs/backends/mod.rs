@@ -1,0 +1,5 @@
+//! One [`Backend`](super::backend::Backend) per remote namespace.
+
+pub mod backoffice;
+pub mod files;
+pub mod library;

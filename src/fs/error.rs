@@ -1,0 +1,104 @@
+//! The filesystem's one error type; every variant maps to an errno in an
+//! exhaustive match, so a new variant forces a decision.
+
+use crate::remote::RemoteError;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FsError {
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("file exists")]
+    Exists,
+    #[error("directory not empty")]
+    NotEmpty,
+    #[error("not a directory")]
+    NotDir,
+    #[error("is a directory")]
+    IsDir,
+    #[error("read-only place")]
+    ReadOnly,
+    #[error("operation not permitted here")]
+    NotPermitted,
+    #[error("access denied: {0}")]
+    AccessDenied(String),
+    #[error("cannot move across this boundary")]
+    CrossDevice,
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+    #[error("name too long")]
+    NameTooLong,
+    #[error("file too large")]
+    TooBig,
+    #[error("try again: {0}")]
+    TryAgain(String),
+    #[error("timed out: {0}")]
+    TimedOut(String),
+    #[error("I/O error: {0}")]
+    Io(String),
+    #[error("no such attribute")]
+    NoData,
+    #[error("not supported")]
+    NotSupported,
+    #[error("buffer too small")]
+    Range,
+    #[error("bad file handle")]
+    BadHandle,
+}
+
+impl FsError {
+    pub fn errno(&self) -> i32 {
+        match self {
+            FsError::NotFound => libc::ENOENT,
+            FsError::Exists => libc::EEXIST,
+            FsError::NotEmpty => libc::ENOTEMPTY,
+            FsError::NotDir => libc::ENOTDIR,
+            FsError::IsDir => libc::EISDIR,
+            FsError::ReadOnly => libc::EROFS,
+            FsError::NotPermitted => libc::EPERM,
+            FsError::AccessDenied(_) => libc::EACCES,
+            FsError::CrossDevice => libc::EXDEV,
+            FsError::Invalid(_) => libc::EINVAL,
+            FsError::NameTooLong => libc::ENAMETOOLONG,
+            FsError::TooBig => libc::EFBIG,
+            FsError::TryAgain(_) => libc::EAGAIN,
+            FsError::TimedOut(_) => libc::ETIMEDOUT,
+            FsError::Io(_) => libc::EIO,
+            FsError::NoData => libc::ENODATA,
+            FsError::NotSupported => libc::ENOTSUP,
+            FsError::Range => libc::ERANGE,
+            FsError::BadHandle => libc::EBADF,
+        }
+    }
+}
+
+impl From<RemoteError> for FsError {
+    /// The contract's status → errno table.
+    fn from(e: RemoteError) -> Self {
+        match &e {
+            RemoteError::Status { status, message } => match status {
+                400 | 422 => FsError::Invalid(message.clone()),
+                401 | 403 => FsError::AccessDenied(message.clone()),
+                404 | 410 => FsError::NotFound,
+                409 => FsError::Exists,
+                413 => FsError::TooBig,
+                _ => FsError::Io(e.to_string()),
+            },
+            RemoteError::Timeout(_) => FsError::TimedOut(e.to_string()),
+            RemoteError::Connection(_) | RemoteError::Decode(_) | RemoteError::Local(_) => {
+                FsError::Io(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<std::io::Error> for FsError {
+    fn from(e: std::io::Error) -> Self {
+        match e.raw_os_error() {
+            Some(libc::ENOENT) => FsError::NotFound,
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => FsError::Io(format!("local disk: {e}")),
+            _ => FsError::Io(e.to_string()),
+        }
+    }
+}
+
+pub type FsResult<T> = Result<T, FsError>;

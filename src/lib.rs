@@ -1,0 +1,13 @@
+//! bridgefs: three remote file APIs mounted as one POSIX tree.
+//!
+//! Layers, bottom up: [`remote`] holds one typed client per API over a single
+//! shared [`remote::http::HttpClient`]; [`fs`] is the filesystem logic
+//! (inodes, names, caches, spool, views) and knows neither fuser nor HTTP;
+//! [`fuse`] is the thin fuser adapter; [`emulator`] serves the three APIs for
+//! tests, the demo and benchmarks.
+
+pub mod config;
+pub mod emulator;
+pub mod fs;
+pub mod fuse;
+pub mod remote;

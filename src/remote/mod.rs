@@ -1,0 +1,11 @@
+//! One typed client per remote API, all over the shared [`http::HttpClient`].
+//! The clients know nothing of the filesystem: they speak the API contract
+//! (`shared/API-CONTRACT.md`) and return its objects.
+
+pub mod backoffice;
+pub mod error;
+pub mod files;
+pub mod http;
+pub mod library;
+
+pub use error::{RemoteError, RemoteResult};
