@@ -126,6 +126,9 @@ pub struct EmuInner {
     pub persist_dir: Option<PathBuf>,
 }
 
+/// Largest request body the emulator accepts (uploads).
+pub const MAX_UPLOAD_BYTES: usize = 1 << 30;
+
 /// Most requests kept in the log.
 const LOG_LIMIT: usize = 20_000;
 
@@ -195,6 +198,7 @@ impl Emu {
             .nest(BACKOFFICE_PREFIX, backoffice::routes())
             .nest(LIBRARY_PREFIX, library::routes())
             .nest(FILES_PREFIX, files::routes())
+            .layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
             .layer(middleware::from_fn_with_state(self.clone(), faults::inject))
             .layer(middleware::from_fn_with_state(self.clone(), record));
         let control: Router<Emu> = Router::new()
