@@ -1,1 +1,500 @@
-//! The thin fuser adapter (stub).
+//! The thin fuser adapter: every request is spawned on tokio with its reply
+//! moved into the task, so a slow remote call never blocks other requests.
+//! It only translates between fuser's types and [`BridgeFs`]; errors become
+//! errnos through [`FsError::errno`].
+
+use std::ffi::OsStr;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use tokio::runtime::Handle;
+
+use crate::fs::backend::Kind;
+use crate::fs::core::{Attr, BridgeFs};
+use crate::fs::FsError;
+
+/// Owner shown on every entry.
+#[derive(Debug, Clone, Copy)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+pub struct FuseAdapter {
+    fs: Arc<BridgeFs>,
+    rt: Handle,
+    owner: Owner,
+    ttl: Duration,
+}
+
+impl FuseAdapter {
+    pub fn new(fs: Arc<BridgeFs>, rt: Handle, owner: Owner) -> FuseAdapter {
+        let ttl = fs.ttl();
+        FuseAdapter { fs, rt, owner, ttl }
+    }
+
+    fn file_attr(&self, a: &Attr) -> FileAttr {
+        to_file_attr(a, self.owner)
+    }
+}
+
+fn to_file_attr(a: &Attr, owner: Owner) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.size.div_ceil(512),
+        atime: a.mtime,
+        mtime: a.mtime,
+        ctime: a.ctime,
+        crtime: a.ctime,
+        kind: match a.kind {
+            Kind::Dir => FileType::Directory,
+            Kind::File => FileType::RegularFile,
+        },
+        perm: a.perm,
+        nlink: a.nlink,
+        uid: owner.uid,
+        gid: owner.gid,
+        rdev: 0,
+        blksize: 1 << 20,
+        flags: 0,
+    }
+}
+
+fn errno(e: &FsError) -> Errno {
+    Errno::from_i32(e.errno())
+}
+
+fn name_str(name: &OsStr) -> Result<String, Errno> {
+    name.to_str().map(str::to_string).ok_or(Errno::from_i32(libc::EINVAL))
+}
+
+/// Logs errors worth an operator's attention (not ENOENT and friends).
+fn log_error(op: &str, e: &FsError) {
+    match e {
+        FsError::Io(_) | FsError::TimedOut(_) | FsError::AccessDenied(_) => {
+            tracing::warn!(op, error = %e, "request failed")
+        }
+        _ => tracing::debug!(op, error = %e, "request failed"),
+    }
+}
+
+impl Filesystem for FuseAdapter {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        // READDIRPLUS: `ls -l` gets attributes with the listing. Atomic
+        // O_TRUNC: `echo x > f` is one open with O_TRUNC, not a separate
+        // truncate that would upload an empty version first.
+        let _ = config.add_capabilities(
+            InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO | InitFlags::FUSE_ATOMIC_O_TRUNC,
+        );
+        let _ = config.set_max_readahead(1 << 20);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let Ok(name) = name_str(name) else { return reply.error(Errno::from_i32(libc::ENOENT)) };
+        let (fs, owner, ttl) = (self.fs.clone(), self.owner, self.ttl);
+        self.rt.spawn(async move {
+            match fs.lookup(parent.0, &name).await {
+                Ok(a) => reply.entry(&ttl, &to_file_attr(&a, owner), Generation(0)),
+                Err(e) => {
+                    log_error("lookup", &e);
+                    reply.error(errno(&e))
+                }
+            }
+        });
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.fs.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let (fs, owner, ttl) = (self.fs.clone(), self.owner, self.ttl);
+        self.rt.spawn(async move {
+            match fs.getattr(ino.0).await {
+                Ok(a) => reply.attr(&ttl, &to_file_attr(&a, owner)),
+                Err(e) => {
+                    log_error("getattr", &e);
+                    reply.error(errno(&e))
+                }
+            }
+        });
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        _mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let (fs, owner, ttl) = (self.fs.clone(), self.owner, self.ttl);
+        self.rt.spawn(async move {
+            match fs.setattr(ino.0, size, fh.map(|f| f.0)).await {
+                Ok(a) => reply.attr(&ttl, &to_file_attr(&a, owner)),
+                Err(e) => {
+                    log_error("setattr", &e);
+                    reply.error(errno(&e))
+                }
+            }
+        });
+    }
+
+    fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
+        let Ok(name) = name_str(name) else { return reply.error(Errno::from_i32(libc::EINVAL)) };
+        let (fs, owner, ttl) = (self.fs.clone(), self.owner, self.ttl);
+        self.rt.spawn(async move {
+            match fs.mkdir(parent.0, &name).await {
+                Ok(a) => reply.entry(&ttl, &to_file_attr(&a, owner), Generation(0)),
+                Err(e) => {
+                    log_error("mkdir", &e);
+                    reply.error(errno(&e))
+                }
+            }
+        });
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let Ok(name) = name_str(name) else { return reply.error(Errno::from_i32(libc::ENOENT)) };
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            match fs.unlink(parent.0, &name).await {
+                Ok(()) => reply.ok(),
+                Err(e) => {
+                    log_error("unlink", &e);
+                    reply.error(errno(&e))
+                }
+            }
+        });
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let Ok(name) = name_str(name) else { return reply.error(Errno::from_i32(libc::ENOENT)) };
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            match fs.rmdir(parent.0, &name).await {
+                Ok(()) => reply.ok(),
+                Err(e) => {
+                    log_error("rmdir", &e);
+                    reply.error(errno(&e))
+                }
+            }
+        });
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let (Ok(name), Ok(newname)) = (name_str(name), name_str(newname)) else {
+            return reply.error(Errno::from_i32(libc::EINVAL));
+        };
+        let fs = self.fs.clone();
+        let flags = flags.bits();
+        self.rt.spawn(async move {
+            match fs.rename(parent.0, &name, newparent.0, &newname, flags).await {
+                Ok(()) => reply.ok(),
+                Err(e) => {
+                    log_error("rename", &e);
+                    reply.error(errno(&e))
+                }
+            }
+        });
+    }
+
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let fs = self.fs.clone();
+        let pid = req.pid();
+        self.rt.spawn(async move {
+            match fs.open(ino.0, flags.0, pid).await {
+                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Err(e) => {
+                    log_error("open", &e);
+                    reply.error(errno(&e))
+                }
+            }
+        });
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            match fs.read(ino.0, fh.0, offset, size).await {
+                Ok(data) => reply.data(&data),
+                Err(e) => {
+                    log_error("read", &e);
+                    reply.error(errno(&e))
+                }
+            }
+        });
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        // Local spool I/O: answered on the FUSE thread, no remote call.
+        match self.fs.write(ino.0, fh.0, offset, data) {
+            Ok(n) => reply.written(n),
+            Err(e) => {
+                log_error("write", &e);
+                reply.error(errno(&e))
+            }
+        }
+    }
+
+    fn flush(&self, req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        let fs = self.fs.clone();
+        let pid = req.pid();
+        self.rt.spawn(async move {
+            match fs.flush(ino.0, fh.0, pid).await {
+                Ok(()) => reply.ok(),
+                Err(e) => {
+                    log_error("flush", &e);
+                    reply.error(errno(&e))
+                }
+            }
+        });
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            fs.release(ino.0, fh.0).await;
+            reply.ok();
+        });
+    }
+
+    fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            match fs.fsync(ino.0).await {
+                Ok(()) => reply.ok(),
+                Err(e) => {
+                    log_error("fsync", &e);
+                    reply.error(errno(&e))
+                }
+            }
+        });
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            match fs.opendir(ino.0).await {
+                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Err(e) => {
+                    log_error("opendir", &e);
+                    reply.error(errno(&e))
+                }
+            }
+        });
+    }
+
+    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        match self.fs.readdir(fh.0, offset) {
+            Ok(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let kind = match item.attr.kind {
+                        Kind::Dir => FileType::Directory,
+                        Kind::File => FileType::RegularFile,
+                    };
+                    if reply.add(INodeNo(item.attr.ino), offset + i as u64 + 1, kind, &item.name) {
+                        break;
+                    }
+                }
+                reply.ok()
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readdirplus(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        match self.fs.readdir(fh.0, offset) {
+            Ok(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let attr = self.file_attr(&item.attr);
+                    if reply.add(INodeNo(item.attr.ino), offset + i as u64 + 1, &item.name, &self.ttl, &attr, Generation(0)) {
+                        break;
+                    }
+                    // Each entry but `.` and `..` counts as a lookup.
+                    if item.name != "." && item.name != ".." {
+                        self.fs.add_lookup(item.attr.ino);
+                    }
+                }
+                reply.ok()
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        self.fs.releasedir(fh.0);
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        // Remote capacity is unknown: report plenty so cp and rsync proceed.
+        let blocks = 1u64 << 32;
+        reply.statfs(blocks, blocks, blocks, 1 << 24, 1 << 24, 4096, 255, 4096);
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let Ok(name) = name_str(name) else { return reply.error(Errno::from_i32(libc::ENOTSUP)) };
+        let fs = self.fs.clone();
+        let value = value.to_vec();
+        self.rt.spawn(async move {
+            match fs.setxattr(ino.0, &name, Some(&value)).await {
+                Ok(()) => reply.ok(),
+                Err(e) => {
+                    log_error("setxattr", &e);
+                    reply.error(errno(&e))
+                }
+            }
+        });
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let Ok(name) = name_str(name) else { return reply.error(Errno::from_i32(libc::ENODATA)) };
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            match fs.getxattr(ino.0, &name).await {
+                Ok(v) => xattr_reply(reply, size, &v),
+                Err(e) => {
+                    log_error("getxattr", &e);
+                    reply.error(errno(&e))
+                }
+            }
+        });
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            match fs.listxattr(ino.0).await {
+                Ok(names) => {
+                    let mut buf = Vec::new();
+                    for n in names {
+                        buf.extend_from_slice(n.as_bytes());
+                        buf.push(0);
+                    }
+                    xattr_reply(reply, size, &buf)
+                }
+                Err(e) => {
+                    log_error("listxattr", &e);
+                    reply.error(errno(&e))
+                }
+            }
+        });
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let Ok(name) = name_str(name) else { return reply.error(Errno::from_i32(libc::ENODATA)) };
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            match fs.setxattr(ino.0, &name, None).await {
+                Ok(()) => reply.ok(),
+                Err(e) => {
+                    log_error("removexattr", &e);
+                    reply.error(errno(&e))
+                }
+            }
+        });
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let Ok(name) = name_str(name) else { return reply.error(Errno::from_i32(libc::EINVAL)) };
+        let (fs, owner, ttl) = (self.fs.clone(), self.owner, self.ttl);
+        let pid = req.pid();
+        self.rt.spawn(async move {
+            match fs.create(parent.0, &name, flags, pid).await {
+                Ok((a, fh)) => reply.created(&ttl, &to_file_attr(&a, owner), Generation(0), FileHandle(fh), FopenFlags::empty()),
+                Err(e) => {
+                    log_error("create", &e);
+                    reply.error(errno(&e))
+                }
+            }
+        });
+    }
+}
+
+/// Answers a size probe (`size == 0`), the value, or ERANGE.
+fn xattr_reply(reply: ReplyXattr, size: u32, value: &[u8]) {
+    if size == 0 {
+        reply.size(value.len() as u32);
+    } else if value.len() > size as usize {
+        reply.error(Errno::from_i32(libc::ERANGE));
+    } else {
+        reply.data(value);
+    }
+}

@@ -7,6 +7,7 @@
 //! tests, the demo and benchmarks.
 
 pub mod config;
+pub mod daemon;
 pub mod emulator;
 pub mod fs;
 pub mod fuse;

@@ -93,6 +93,14 @@ pub trait Backend: Send + Sync {
         content: &Path,
     ) -> FsResult<Entry>;
 
+    /// Whether a file may be created in `dir`, checked at `create` so the
+    /// error comes at once rather than from the upload on close (template
+    /// folders and the apps root hold no files). Default: allowed.
+    fn check_create(&self, dir: &Key) -> FsResult<()> {
+        let _ = dir;
+        Ok(())
+    }
+
     /// Creates directory `name` in `dir`.
     async fn mkdir(&self, dir: &Key, name: &str) -> FsResult<Entry>;
 

@@ -1,0 +1,1171 @@
+//! The filesystem: every FUSE operation as a plain async method returning
+//! plain structs or an [`FsError`]. The fuser adapter (`crate::fuse`) only
+//! translates; everything with meaning lives here and in the backends.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use parking_lot::Mutex;
+
+use super::backend::{fallback_time, Backend, Entry, Key, Kind, XATTR_PREFIX};
+use super::cache::{Listing, MetaCache};
+use super::error::{FsError, FsResult};
+use super::inode::{Ino, InodeTable, LOCAL_KEY_PREFIX, ROOT};
+use super::journal::{Journal, PendingUpload};
+use super::names;
+use super::reader::{BlockCache, ReadPattern};
+use super::spool::{LocalFile, Spool};
+
+/// Attributes as the kernel sees them (owner added by the adapter).
+#[derive(Debug, Clone, Copy)]
+pub struct Attr {
+    pub ino: Ino,
+    pub kind: Kind,
+    pub size: u64,
+    pub mtime: SystemTime,
+    pub ctime: SystemTime,
+    pub perm: u16,
+    pub nlink: u32,
+}
+
+/// One entry of a directory handle's snapshot.
+#[derive(Debug, Clone)]
+pub struct DirItem {
+    pub name: String,
+    pub attr: Attr,
+}
+
+/// Settings of the filesystem core.
+#[derive(Debug, Clone)]
+pub struct FsOptions {
+    pub metadata_ttl: Duration,
+    pub negative_ttl: Duration,
+    pub max_entries: usize,
+    pub read_cache_bytes: u64,
+    pub cache_dir: PathBuf,
+    pub state_dir: PathBuf,
+}
+
+/// A backend mounted under a top-level name.
+pub struct Mounted {
+    pub name: String,
+    pub backend: Arc<dyn Backend>,
+}
+
+/// Counters for `status` and metrics.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub lookups: AtomicU64,
+    pub listings: AtomicU64,
+    pub reads: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub bytes_written: AtomicU64,
+    pub uploads: AtomicU64,
+    pub upload_failures: AtomicU64,
+}
+
+enum Handle {
+    Dir(Vec<DirItem>),
+    File(FileHandle),
+}
+
+struct FileHandle {
+    ino: Ino,
+    write: bool,
+    append: bool,
+    /// Wrote (or truncated) since the last successful flush.
+    wrote: bool,
+    /// The writer: a flush from another process is a no-op.
+    pid: u32,
+    pattern: ReadPattern,
+}
+
+struct State {
+    table: InodeTable,
+    cache: MetaCache,
+    handles: HashMap<u64, Handle>,
+    next_fh: u64,
+    /// Nodes with spooled content.
+    locals: HashSet<Ino>,
+    /// Names found by `lookup_hidden`: (parent, name) → inode.
+    hidden: HashMap<(Ino, String), Ino>,
+    /// Directories inside hidden views: re-listed after any change.
+    view_dirs: HashSet<Ino>,
+    /// Files with a background upload retry running.
+    retrying: HashSet<Ino>,
+}
+
+pub struct BridgeFs {
+    mounts: Vec<Mounted>,
+    state: Mutex<State>,
+    locks: Mutex<HashMap<Ino, Arc<tokio::sync::Mutex<()>>>>,
+    blocks: Arc<BlockCache>,
+    spool: Spool,
+    journal: Journal,
+    opts: FsOptions,
+    pub counters: Counters,
+}
+
+/// Most remote `stat` calls in flight while filling a listing's sizes.
+const STAT_CONCURRENCY: usize = 16;
+/// Chunk used to fill a spool from the remote.
+const FILL_CHUNK: u64 = 8 << 20;
+
+impl BridgeFs {
+    pub fn new(mounts: Vec<Mounted>, opts: FsOptions) -> FsResult<Arc<BridgeFs>> {
+        let spool = Spool::open(&opts.cache_dir)
+            .map_err(|e| FsError::Io(format!("cache dir {}: {e}", opts.cache_dir.display())))?;
+        let journal = Journal::open(&opts.state_dir)
+            .map_err(|e| FsError::Io(format!("state dir {}: {e}", opts.state_dir.display())))?;
+        let mut table = InodeTable::new();
+        table.insert_root(Entry::dir("", "", "root"));
+        for (i, m) in mounts.iter().enumerate() {
+            let mut e = Entry::dir(m.backend.root(), m.name.clone(), m.name.clone());
+            e.writable = true;
+            table.insert_pinned(i, m.name.clone(), e);
+        }
+        Ok(Arc::new(BridgeFs {
+            state: Mutex::new(State {
+                table,
+                cache: MetaCache::new(opts.max_entries, opts.metadata_ttl, opts.negative_ttl),
+                handles: HashMap::new(),
+                next_fh: 1,
+                locals: HashSet::new(),
+                hidden: HashMap::new(),
+                view_dirs: HashSet::new(),
+                retrying: HashSet::new(),
+            }),
+            locks: Mutex::new(HashMap::new()),
+            blocks: Arc::new(BlockCache::new(opts.read_cache_bytes)),
+            mounts,
+            spool,
+            journal,
+            opts,
+            counters: Counters::default(),
+        }))
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.opts.metadata_ttl
+    }
+
+    // ----- helpers -------------------------------------------------------
+
+    fn lock_for(&self, ino: Ino) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks.lock().entry(ino).or_default().clone()
+    }
+
+    /// (backend index, backend, entry) of a node below a backend.
+    fn remote_of(&self, ino: Ino) -> FsResult<(usize, Arc<dyn Backend>, Entry)> {
+        let st = self.state.lock();
+        let node = st.table.get(ino).ok_or(FsError::NotFound)?;
+        let b = node.backend.ok_or(FsError::NotPermitted)?;
+        Ok((b, self.mounts[b].backend.clone(), node.entry.clone()))
+    }
+
+    fn attr_locked(st: &State, ino: Ino) -> FsResult<Attr> {
+        let node = st.table.get(ino).ok_or(FsError::NotFound)?;
+        let e = &node.entry;
+        let mtime = e.mtime.unwrap_or_else(fallback_time);
+        let (size, perm, nlink) = match e.kind {
+            Kind::Dir => (4096, if e.writable { 0o755 } else { 0o555 }, 2),
+            Kind::File => (
+                node.local.as_ref().map(|l| l.size()).or(e.size).unwrap_or(0),
+                if e.writable { 0o644 } else { 0o444 },
+                1,
+            ),
+        };
+        Ok(Attr {
+            ino,
+            kind: e.kind,
+            size,
+            mtime,
+            ctime: e.ctime.unwrap_or(mtime).max(mtime),
+            perm,
+            nlink,
+        })
+    }
+
+    fn display_path(st: &State, mut ino: Ino) -> String {
+        let mut parts = Vec::new();
+        while ino != ROOT {
+            let Some(n) = st.table.get(ino) else { break };
+            parts.push(n.name.clone());
+            ino = n.parent;
+        }
+        parts.reverse();
+        parts.join("/")
+    }
+
+    /// Makes sure `dir` has a listing within its TTL, fetching it once even
+    /// when many requests ask at the same moment.
+    async fn ensure_listing(&self, dir: Ino) -> FsResult<()> {
+        if dir == ROOT {
+            return Ok(());
+        }
+        {
+            let mut st = self.state.lock();
+            let node = st.table.get(dir).ok_or(FsError::NotFound)?;
+            if !node.is_dir() {
+                return Err(FsError::NotDir);
+            }
+            if st.cache.fresh(dir).is_some() {
+                return Ok(());
+            }
+        }
+        let lock = self.lock_for(dir);
+        let _guard = lock.lock().await;
+        if self.state.lock().cache.fresh(dir).is_some() {
+            return Ok(());
+        }
+        let (bidx, backend, entry) = self.remote_of(dir)?;
+        self.counters.listings.fetch_add(1, Ordering::Relaxed);
+        let mut entries = match backend.list(&entry.key).await {
+            Ok(e) => e,
+            Err(FsError::NotFound) => {
+                self.state.lock().table.mark_gone(dir);
+                return Err(FsError::NotFound);
+            }
+            Err(e) => return Err(e),
+        };
+        fill_sizes(&backend, &mut entries).await;
+        self.install_listing(dir, bidx, entries);
+        Ok(())
+    }
+
+    fn install_listing(&self, dir: Ino, bidx: usize, entries: Vec<Entry>) {
+        let names = names::assign(&entries.iter().map(|e| (e.name.as_str(), e.id.as_str())).collect::<Vec<_>>());
+        let mut st = self.state.lock();
+        let in_view = {
+            let node = st.table.get(dir);
+            node.is_some_and(|n| n.hidden || st.view_dirs.contains(&n.parent))
+        };
+        if in_view {
+            st.view_dirs.insert(dir);
+        }
+        let mut list = Vec::with_capacity(entries.len());
+        for (entry, name) in entries.into_iter().zip(names) {
+            let ino = st.table.upsert(bidx, dir, name.clone(), entry, false);
+            list.push((name, ino));
+        }
+        // Files created here and not uploaded yet stay visible.
+        let locals: Vec<(String, Ino)> = st
+            .locals
+            .iter()
+            .filter_map(|i| st.table.get(*i))
+            .filter(|n| n.parent == dir && !n.is_remote() && !n.gone)
+            .map(|n| (n.name.clone(), n.ino))
+            .collect();
+        let mut listing = Listing::new(list);
+        for (name, ino) in locals {
+            if listing.get(&name).is_none() {
+                listing.insert(name, ino);
+            }
+        }
+        st.cache.put(dir, listing);
+        if st.table.len() > self.opts.max_entries {
+            let mut keep = st.cache.referenced();
+            keep.extend(st.hidden.values().copied());
+            keep.extend(st.locals.iter().copied());
+            let dropped = st.table.collect(&keep);
+            st.hidden.retain(|_, i| keep.contains(i));
+            self.locks.lock().retain(|_, l| Arc::strong_count(l) > 1);
+            tracing::debug!(dropped, "inode table trimmed");
+        }
+    }
+
+    /// Re-lists views (trash, revisions) of a backend after a change there.
+    fn invalidate_views(st: &mut State, bidx: usize) {
+        let dirs: Vec<Ino> = st
+            .view_dirs
+            .iter()
+            .copied()
+            .filter(|i| st.table.get(*i).is_some_and(|n| n.backend == Some(bidx)))
+            .collect();
+        for d in dirs {
+            st.cache.invalidate(d);
+        }
+    }
+
+    /// The inode of `name` in `parent`, without taking a lookup.
+    async fn resolve(&self, parent: Ino, name: &str) -> FsResult<Ino> {
+        if parent == ROOT {
+            let st = self.state.lock();
+            return self
+                .mounts
+                .iter()
+                .position(|m| m.name == name)
+                .and_then(|b| st.table.by_key(b, &self.mounts[b].backend.root()))
+                .ok_or(FsError::NotFound);
+        }
+        self.ensure_listing(parent).await?;
+        {
+            let mut st = self.state.lock();
+            if let Some(ino) = st.cache.any(parent).and_then(|l| l.get(name)) {
+                return Ok(ino);
+            }
+            if let Some(ino) = st.hidden.get(&(parent, name.to_string())).copied() {
+                if st.table.get(ino).is_some_and(|n| !n.gone) {
+                    return Ok(ino);
+                }
+            }
+            if st.cache.is_negative(parent, name) {
+                return Err(FsError::NotFound);
+            }
+        }
+        let (bidx, backend, entry) = self.remote_of(parent)?;
+        match backend.lookup_hidden(&entry.key, name).await? {
+            Some(found) => {
+                let mut st = self.state.lock();
+                let ino = st.table.upsert(bidx, parent, name.to_string(), found, true);
+                st.hidden.insert((parent, name.to_string()), ino);
+                Ok(ino)
+            }
+            None => {
+                self.state.lock().cache.put_negative(parent, name);
+                Err(FsError::NotFound)
+            }
+        }
+    }
+
+    /// Attributes, asking the backend for a size the listing lacked.
+    async fn fresh_attr(&self, ino: Ino) -> FsResult<Attr> {
+        let needs_stat = {
+            let st = self.state.lock();
+            let node = st.table.get(ino).ok_or(FsError::NotFound)?;
+            node.entry.kind == Kind::File && node.local.is_none() && node.entry.size.is_none() && node.is_remote()
+        };
+        if needs_stat {
+            let (_, backend, entry) = self.remote_of(ino)?;
+            let fresh = backend.stat(&entry).await?;
+            let mut st = self.state.lock();
+            if let Some(node) = st.table.get_mut(ino) {
+                node.entry.size = fresh.size.or(Some(0));
+                node.entry.mtime = fresh.mtime.or(node.entry.mtime);
+            }
+        }
+        Self::attr_locked(&self.state.lock(), ino)
+    }
+
+    // ----- lookups and attributes ----------------------------------------
+
+    pub async fn lookup(&self, parent: Ino, name: &str) -> FsResult<Attr> {
+        self.counters.lookups.fetch_add(1, Ordering::Relaxed);
+        let ino = self.resolve(parent, name).await?;
+        let attr = self.fresh_attr(ino).await?;
+        if let Some(n) = self.state.lock().table.get_mut(ino) {
+            n.lookups += 1;
+        }
+        Ok(attr)
+    }
+
+    /// One more kernel reference (each READDIRPLUS entry counts as a lookup).
+    pub fn add_lookup(&self, ino: Ino) {
+        if let Some(n) = self.state.lock().table.get_mut(ino) {
+            n.lookups += 1;
+        }
+    }
+
+    pub fn forget(&self, ino: Ino, n: u64) {
+        let mut st = self.state.lock();
+        if let Some(node) = st.table.get_mut(ino) {
+            node.lookups = node.lookups.saturating_sub(n);
+        }
+    }
+
+    pub async fn getattr(&self, ino: Ino) -> FsResult<Attr> {
+        self.fresh_attr(ino).await
+    }
+
+    /// chmod/chown/utimens succeed without remote effect; a size truncates.
+    pub async fn setattr(self: &Arc<Self>, ino: Ino, size: Option<u64>, fh: Option<u64>) -> FsResult<Attr> {
+        if let Some(size) = size {
+            let (is_dir, writable) = {
+                let st = self.state.lock();
+                let n = st.table.get(ino).ok_or(FsError::NotFound)?;
+                (n.is_dir(), n.entry.writable)
+            };
+            if is_dir {
+                return Err(FsError::IsDir);
+            }
+            if !writable {
+                return Err(FsError::ReadOnly);
+            }
+            let writer = fh.filter(|fh| {
+                matches!(self.state.lock().handles.get(fh), Some(Handle::File(h)) if h.write && h.ino == ino)
+            });
+            let local = self.ensure_local(ino, size == 0).await?;
+            local.truncate(size)?;
+            self.touch(ino);
+            match writer {
+                Some(fh) => {
+                    if let Some(Handle::File(h)) = self.state.lock().handles.get_mut(&fh) {
+                        h.wrote = true;
+                    }
+                }
+                // `truncate FILE` with no open handle: upload now and report.
+                None => {
+                    self.commit(ino).await?;
+                    self.release_local_if_idle(ino);
+                }
+            }
+        }
+        self.fresh_attr(ino).await
+    }
+
+    // ----- directories ---------------------------------------------------
+
+    /// Snapshots a directory for readdir (`.` and `..` first).
+    pub async fn opendir(&self, ino: Ino) -> FsResult<u64> {
+        self.ensure_listing(ino).await?;
+        let mut st = self.state.lock();
+        let node = st.table.get(ino).ok_or(FsError::NotFound)?;
+        if !node.is_dir() {
+            return Err(FsError::NotDir);
+        }
+        let parent = node.parent;
+        let mut items = vec![
+            DirItem { name: ".".into(), attr: Self::attr_locked(&st, ino)? },
+            DirItem { name: "..".into(), attr: Self::attr_locked(&st, parent)? },
+        ];
+        let children: Vec<(String, Ino)> = if ino == ROOT {
+            self.mounts
+                .iter()
+                .enumerate()
+                .filter_map(|(b, m)| st.table.by_key(b, &m.backend.root()).map(|i| (m.name.clone(), i)))
+                .collect()
+        } else {
+            st.cache.any(ino).map(|l| l.entries.clone()).unwrap_or_default()
+        };
+        for (name, child) in children {
+            if let Ok(attr) = Self::attr_locked(&st, child) {
+                items.push(DirItem { name, attr });
+            }
+        }
+        let fh = st.next_fh;
+        st.next_fh += 1;
+        st.handles.insert(fh, Handle::Dir(items));
+        Ok(fh)
+    }
+
+    /// Entries of a directory handle from `offset` on.
+    pub fn readdir(&self, fh: u64, offset: u64) -> FsResult<Vec<DirItem>> {
+        let st = self.state.lock();
+        match st.handles.get(&fh) {
+            Some(Handle::Dir(items)) => Ok(items.iter().skip(offset as usize).cloned().collect()),
+            _ => Err(FsError::BadHandle),
+        }
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        self.state.lock().handles.remove(&fh);
+    }
+
+    pub async fn mkdir(&self, parent: Ino, name: &str) -> FsResult<Attr> {
+        names::check_local(name)?;
+        if parent == ROOT {
+            return Err(FsError::NotPermitted);
+        }
+        match self.resolve(parent, name).await {
+            Ok(_) => return Err(FsError::Exists),
+            Err(FsError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        let (bidx, backend, dir) = self.remote_of(parent)?;
+        if !dir.writable {
+            return Err(FsError::ReadOnly);
+        }
+        let entry = backend.mkdir(&dir.key, &names::to_remote(name)).await?;
+        let mut st = self.state.lock();
+        let ino = st.table.upsert(bidx, parent, name.to_string(), entry, false);
+        if let Some(l) = st.cache.any(parent) {
+            l.insert(name.to_string(), ino);
+        }
+        st.cache.clear_negative(parent, name);
+        if let Some(n) = st.table.get_mut(ino) {
+            n.lookups += 1;
+        }
+        Self::attr_locked(&st, ino)
+    }
+
+    pub async fn rmdir(&self, parent: Ino, name: &str) -> FsResult<()> {
+        let ino = self.resolve(parent, name).await?;
+        let (bidx, backend, entry) = self.remote_of(ino)?;
+        if entry.kind != Kind::Dir {
+            return Err(FsError::NotDir);
+        }
+        self.ensure_listing(ino).await?;
+        if self.state.lock().cache.any(ino).is_some_and(|l| !l.entries.is_empty()) {
+            return Err(FsError::NotEmpty);
+        }
+        let (_, _, dir) = self.remote_of(parent)?;
+        backend.remove(&dir.key, &entry).await?;
+        let mut st = self.state.lock();
+        if let Some(l) = st.cache.any(parent) {
+            l.remove(name);
+        }
+        st.cache.invalidate(ino);
+        st.table.mark_gone(ino);
+        Self::invalidate_views(&mut st, bidx);
+        Ok(())
+    }
+
+    // ----- files ----------------------------------------------------------
+
+    fn new_handle(&self, ino: Ino, write: bool, append: bool, wrote: bool, pid: u32) -> u64 {
+        let mut st = self.state.lock();
+        let fh = st.next_fh;
+        st.next_fh += 1;
+        st.handles.insert(
+            fh,
+            Handle::File(FileHandle { ino, write, append, wrote, pid, pattern: ReadPattern::default() }),
+        );
+        if let Some(n) = st.table.get_mut(ino) {
+            n.open_handles += 1;
+        }
+        fh
+    }
+
+    pub async fn open(&self, ino: Ino, flags: i32, pid: u32) -> FsResult<u64> {
+        let (is_dir, writable) = {
+            let st = self.state.lock();
+            let n = st.table.get(ino).ok_or(FsError::NotFound)?;
+            (n.is_dir(), n.entry.writable)
+        };
+        if is_dir {
+            return Err(FsError::IsDir);
+        }
+        let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        let trunc = write && flags & libc::O_TRUNC != 0;
+        if write {
+            if !writable {
+                return Err(FsError::ReadOnly);
+            }
+            let local = self.ensure_local(ino, trunc).await?;
+            if trunc && local.size() > 0 {
+                local.truncate(0)?;
+            }
+        } else {
+            self.fresh_attr(ino).await?;
+        }
+        Ok(self.new_handle(ino, write, flags & libc::O_APPEND != 0, trunc, pid))
+    }
+
+    pub async fn create(&self, parent: Ino, name: &str, flags: i32, pid: u32) -> FsResult<(Attr, u64)> {
+        names::check_local(name)?;
+        if parent == ROOT {
+            return Err(FsError::NotPermitted);
+        }
+        match self.resolve(parent, name).await {
+            Ok(ino) => {
+                if flags & libc::O_EXCL != 0 {
+                    return Err(FsError::Exists);
+                }
+                let fh = self.open(ino, flags, pid).await?;
+                let mut st = self.state.lock();
+                if let Some(n) = st.table.get_mut(ino) {
+                    n.lookups += 1;
+                }
+                return Ok((Self::attr_locked(&st, ino)?, fh));
+            }
+            Err(FsError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        let (bidx, backend, dir) = self.remote_of(parent)?;
+        if !dir.writable {
+            return Err(FsError::ReadOnly);
+        }
+        backend.check_create(&dir.key)?;
+        let local = Arc::new(self.spool.create()?);
+        let now = SystemTime::now();
+        let entry = Entry {
+            key: format!("{LOCAL_KEY_PREFIX}{}", local.id),
+            name: name.to_string(),
+            kind: Kind::File,
+            id: String::new(),
+            size: Some(0),
+            mtime: Some(now),
+            ctime: Some(now),
+            writable: true,
+        };
+        let ino = {
+            let mut st = self.state.lock();
+            let ino = st.table.insert_local(bidx, parent, name.to_string(), entry, local);
+            st.locals.insert(ino);
+            if let Some(l) = st.cache.any(parent) {
+                l.insert(name.to_string(), ino);
+            }
+            st.cache.clear_negative(parent, name);
+            if let Some(n) = st.table.get_mut(ino) {
+                n.lookups += 1;
+            }
+            ino
+        };
+        // A new file is uploaded on close even if nothing is written.
+        let fh = self.new_handle(ino, true, flags & libc::O_APPEND != 0, true, pid);
+        let attr = Self::attr_locked(&self.state.lock(), ino)?;
+        Ok((attr, fh))
+    }
+
+    /// The spool of a file, created (and filled from the remote unless the
+    /// content is about to be truncated) on first use.
+    async fn ensure_local(&self, ino: Ino, empty: bool) -> FsResult<Arc<LocalFile>> {
+        if let Some(l) = self.state.lock().table.get(ino).and_then(|n| n.local.clone()) {
+            return Ok(l);
+        }
+        let lock = self.lock_for(ino);
+        let _guard = lock.lock().await;
+        if let Some(l) = self.state.lock().table.get(ino).and_then(|n| n.local.clone()) {
+            return Ok(l);
+        }
+        let local = Arc::new(self.spool.create()?);
+        if !empty {
+            let attr = self.fresh_attr(ino).await?;
+            let (_, backend, entry) = self.remote_of(ino)?;
+            let mut offset = 0;
+            while offset < attr.size {
+                let len = FILL_CHUNK.min(attr.size - offset);
+                let chunk = match backend.read(&entry, offset, len).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        local.discard();
+                        return Err(e);
+                    }
+                };
+                if chunk.is_empty() {
+                    break;
+                }
+                local.write_at(offset, &chunk)?;
+                offset += chunk.len() as u64;
+            }
+            local.mark_clean();
+        }
+        let mut st = self.state.lock();
+        if let Some(n) = st.table.get_mut(ino) {
+            n.local = Some(local.clone());
+        }
+        st.locals.insert(ino);
+        Ok(local)
+    }
+
+    fn touch(&self, ino: Ino) {
+        let mut st = self.state.lock();
+        if let Some(n) = st.table.get_mut(ino) {
+            n.entry.mtime = Some(SystemTime::now());
+        }
+    }
+
+    pub async fn read(&self, ino: Ino, fh: u64, offset: u64, size: u32) -> FsResult<Bytes> {
+        self.counters.reads.fetch_add(1, Ordering::Relaxed);
+        let (local, pattern) = {
+            let mut st = self.state.lock();
+            let local = st.table.get(ino).ok_or(FsError::NotFound)?.local.clone();
+            let pattern = match st.handles.get_mut(&fh) {
+                Some(Handle::File(h)) => h.pattern.advance(offset, size as u64),
+                _ => None,
+            };
+            (local, pattern)
+        };
+        let data = match local {
+            Some(l) => Bytes::from(l.read_at(offset, size as u64)?),
+            None => {
+                let attr = self.fresh_attr(ino).await?;
+                let (_, backend, entry) = self.remote_of(ino)?;
+                let version = self.state.lock().table.get(ino).map(|n| n.content_version).unwrap_or(0);
+                self.blocks
+                    .read(&backend, &entry, version, attr.size, pattern, offset, size as u64)
+                    .await?
+            }
+        };
+        self.counters.bytes_read.fetch_add(data.len() as u64, Ordering::Relaxed);
+        Ok(data)
+    }
+
+    pub fn write(&self, ino: Ino, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+        let (local, append) = {
+            let mut st = self.state.lock();
+            let append = match st.handles.get_mut(&fh) {
+                Some(Handle::File(h)) if h.write && h.ino == ino => {
+                    h.wrote = true;
+                    h.append
+                }
+                _ => return Err(FsError::BadHandle),
+            };
+            let local = st.table.get(ino).and_then(|n| n.local.clone()).ok_or(FsError::BadHandle)?;
+            (local, append)
+        };
+        let offset = if append { local.size() } else { offset };
+        local.write_at(offset, data)?;
+        self.touch(ino);
+        self.counters.bytes_written.fetch_add(data.len() as u64, Ordering::Relaxed);
+        Ok(data.len() as u32)
+    }
+
+    /// close(): uploads what this handle wrote and reports the upload's
+    /// errno. A flush with nothing written, or from another process than the
+    /// writer, does nothing.
+    pub async fn flush(self: &Arc<Self>, ino: Ino, fh: u64, pid: u32) -> FsResult<()> {
+        let should = match self.state.lock().handles.get(&fh) {
+            Some(Handle::File(h)) => h.wrote && h.pid == pid,
+            _ => false,
+        };
+        if !should {
+            return Ok(());
+        }
+        self.commit(ino).await?;
+        if let Some(Handle::File(h)) = self.state.lock().handles.get_mut(&fh) {
+            h.wrote = false;
+        }
+        Ok(())
+    }
+
+    pub async fn fsync(self: &Arc<Self>, ino: Ino) -> FsResult<()> {
+        self.commit(ino).await
+    }
+
+    pub async fn release(self: &Arc<Self>, ino: Ino, fh: u64) {
+        let handle = self.state.lock().handles.remove(&fh);
+        let Some(Handle::File(h)) = handle else { return };
+        if let Some(n) = self.state.lock().table.get_mut(ino) {
+            n.open_handles = n.open_handles.saturating_sub(1);
+        }
+        if h.wrote {
+            // The flush was skipped (another process closed last) or failed:
+            // upload now; a failure keeps retrying in the background.
+            let _ = self.commit(ino).await;
+        }
+        self.release_local_if_idle(ino);
+    }
+
+    /// Drops the spool of a file that is in sync and no longer open.
+    fn release_local_if_idle(&self, ino: Ino) {
+        let mut st = self.state.lock();
+        let Some(node) = st.table.get_mut(ino) else { return };
+        let idle = node.open_handles == 0 && node.is_remote();
+        let Some(local) = node.local.clone() else { return };
+        if idle && !local.dirty() {
+            node.local = None;
+            node.content_version += 1;
+            local.discard();
+            st.locals.remove(&ino);
+        }
+    }
+
+    /// Uploads a file's spooled bytes if the remote lacks them: journal
+    /// first, then one upload; on failure the spool and the record stay and
+    /// a background retry starts.
+    pub async fn commit(self: &Arc<Self>, ino: Ino) -> FsResult<()> {
+        let Some(local) = self.state.lock().table.get(ino).and_then(|n| n.local.clone()) else {
+            return Ok(());
+        };
+        let _upload = local.upload.lock().await;
+        if !local.dirty() {
+            return Ok(());
+        }
+        let generation = local.generation();
+        local.sync()?;
+        let (bidx, backend, record, existing) = {
+            let st = self.state.lock();
+            let node = st.table.get(ino).ok_or(FsError::NotFound)?;
+            if node.gone {
+                return Ok(());
+            }
+            let bidx = node.backend.ok_or(FsError::NotPermitted)?;
+            let record = self.pending_record(&st, ino).ok_or(FsError::NotFound)?;
+            let existing = node.is_remote().then(|| node.entry.clone());
+            (bidx, self.mounts[bidx].backend.clone(), record, existing)
+        };
+        self.journal
+            .record(&record)
+            .map_err(|e| FsError::Io(format!("journal: {e}")))?;
+        local.set_journaled(true);
+        self.counters.uploads.fetch_add(1, Ordering::Relaxed);
+        match backend.upload(&record.dir_key, &record.name, existing.as_ref(), &local.path).await {
+            Ok(mut entry) => {
+                local.mark_uploaded(generation);
+                if entry.size.is_none() {
+                    entry.size = Some(local.size());
+                }
+                let mut st = self.state.lock();
+                st.table.rebind(ino, entry);
+                if let Some(n) = st.table.get_mut(ino) {
+                    n.local = Some(local.clone());
+                }
+                Self::invalidate_views(&mut st, bidx);
+                drop(st);
+                if !local.dirty() {
+                    self.journal.remove(&record.id);
+                    local.set_journaled(false);
+                }
+                tracing::info!(path = %record.display_path, "uploaded");
+                Ok(())
+            }
+            Err(e) => {
+                self.counters.upload_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(path = %record.display_path, error = %e, "upload failed; the bytes stay spooled and journaled and will be retried");
+                self.spawn_retry(ino);
+                Err(e)
+            }
+        }
+    }
+
+    fn spawn_retry(self: &Arc<Self>, ino: Ino) {
+        if !self.state.lock().retrying.insert(ino) {
+            return;
+        }
+        let fs = self.clone();
+        tokio::spawn(async move {
+            let mut delay = Duration::from_secs(1);
+            loop {
+                tokio::time::sleep(delay).await;
+                let alive = {
+                    let st = fs.state.lock();
+                    st.table.get(ino).is_some_and(|n| !n.gone && n.local.as_ref().is_some_and(|l| l.dirty()))
+                };
+                if !alive {
+                    break;
+                }
+                // A failing commit finds this retry registered and spawns none.
+                if fs.commit(ino).await.is_ok() {
+                    fs.release_local_if_idle(ino);
+                    break;
+                }
+                delay = (delay * 2).min(Duration::from_secs(60));
+            }
+            fs.state.lock().retrying.remove(&ino);
+        });
+    }
+
+    pub async fn unlink(&self, parent: Ino, name: &str) -> FsResult<()> {
+        let ino = self.resolve(parent, name).await?;
+        let (bidx, backend, entry) = self.remote_of(ino)?;
+        if entry.kind == Kind::Dir {
+            return Err(FsError::IsDir);
+        }
+        let is_remote = self.state.lock().table.get(ino).is_some_and(|n| n.is_remote());
+        if is_remote {
+            let (_, _, dir) = self.remote_of(parent)?;
+            backend.remove(&dir.key, &entry).await?;
+        }
+        let mut st = self.state.lock();
+        if let Some(l) = st.cache.any(parent) {
+            l.remove(name);
+        }
+        st.hidden.remove(&(parent, name.to_string()));
+        st.table.mark_gone(ino);
+        if let Some(local) = st.table.get_mut(ino).and_then(|n| n.local.take()) {
+            self.journal.remove(&local.id);
+            local.discard();
+        }
+        st.locals.remove(&ino);
+        Self::invalidate_views(&mut st, bidx);
+        Ok(())
+    }
+
+    pub async fn rename(&self, parent: Ino, name: &str, newparent: Ino, newname: &str, flags: u32) -> FsResult<()> {
+        names::check_local(newname)?;
+        if parent == ROOT || newparent == ROOT {
+            return Err(FsError::NotPermitted);
+        }
+        if flags & libc::RENAME_EXCHANGE != 0 {
+            return Err(FsError::NotSupported);
+        }
+        let src = self.resolve(parent, name).await?;
+        let (bidx, backend, entry) = self.remote_of(src)?;
+        let (to_bidx, _, to_dir) = self.remote_of(newparent)?;
+        if to_bidx != bidx {
+            return Err(FsError::CrossDevice);
+        }
+        let target = match self.resolve(newparent, newname).await {
+            Ok(t) => Some(t),
+            Err(FsError::NotFound) => None,
+            Err(e) => return Err(e),
+        };
+        if target == Some(src) {
+            return Ok(());
+        }
+        if target.is_some() && flags & libc::RENAME_NOREPLACE != 0 {
+            return Err(FsError::Exists);
+        }
+        let target_entry = match target {
+            Some(t) => {
+                let (_, _, te) = self.remote_of(t)?;
+                match (entry.kind, te.kind) {
+                    (Kind::Dir, Kind::File) => return Err(FsError::NotDir),
+                    (Kind::File, Kind::Dir) => return Err(FsError::IsDir),
+                    (Kind::Dir, Kind::Dir) => {
+                        self.ensure_listing(t).await?;
+                        if self.state.lock().cache.any(t).is_some_and(|l| !l.entries.is_empty()) {
+                            return Err(FsError::NotEmpty);
+                        }
+                    }
+                    _ => {}
+                }
+                Some(te)
+            }
+            None => None,
+        };
+        let (_, _, from_dir) = self.remote_of(parent)?;
+        let (src_remote, src_local) = {
+            let st = self.state.lock();
+            let n = st.table.get(src).ok_or(FsError::NotFound)?;
+            (n.is_remote(), n.local.clone())
+        };
+        // Hold the file's upload so it cannot go out under the old name.
+        let _upload = match &src_local {
+            Some(l) => Some(l.upload.lock().await),
+            None => None,
+        };
+        let new_entry = if src_remote {
+            Some(backend.rename(&entry, &from_dir.key, &to_dir.key, &names::to_remote(newname), target_entry.as_ref()).await?)
+        } else {
+            // Not uploaded yet: a local move; a replaced remote target is
+            // removed now, the new bytes go up on close.
+            if let Some(te) = &target_entry {
+                if !te.key.starts_with(LOCAL_KEY_PREFIX) {
+                    backend.remove(&to_dir.key, te).await?;
+                }
+            }
+            None
+        };
+        let mut st = self.state.lock();
+        if let Some(l) = st.cache.any(parent) {
+            l.remove(name);
+        }
+        st.hidden.remove(&(parent, name.to_string()));
+        if let Some(t) = target {
+            st.table.mark_gone(t);
+            if let Some(local) = st.table.get_mut(t).and_then(|n| n.local.take()) {
+                self.journal.remove(&local.id);
+                local.discard();
+            }
+            st.locals.remove(&t);
+        }
+        if let Some(e) = new_entry {
+            st.table.rebind(src, e);
+        }
+        if let Some(n) = st.table.get_mut(src) {
+            n.parent = newparent;
+            n.name = newname.to_string();
+            n.hidden = false;
+        }
+        if let Some(l) = st.cache.any(newparent) {
+            l.insert(newname.to_string(), src);
+        }
+        st.cache.clear_negative(newparent, newname);
+        Self::invalidate_views(&mut st, bidx);
+        // Keep a pending record pointing where the file now is.
+        if src_local.as_ref().is_some_and(|l| l.journaled()) {
+            if let Some(rec) = self.pending_record(&st, src) {
+                if let Err(e) = self.journal.record(&rec) {
+                    tracing::error!(path = %rec.display_path, error = %e, "cannot update journal record");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ----- extended attributes --------------------------------------------
+
+    fn xattr_target(&self, ino: Ino) -> FsResult<(Arc<dyn Backend>, Entry)> {
+        let st = self.state.lock();
+        let node = st.table.get(ino).ok_or(FsError::NotFound)?;
+        match node.backend {
+            Some(b) if node.is_remote() => Ok((self.mounts[b].backend.clone(), node.entry.clone())),
+            _ => Err(FsError::NoData),
+        }
+    }
+
+    pub async fn listxattr(&self, ino: Ino) -> FsResult<Vec<String>> {
+        match self.xattr_target(ino) {
+            Ok((b, e)) => b.xattr_list(&e).await,
+            Err(FsError::NoData) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn getxattr(&self, ino: Ino, name: &str) -> FsResult<Vec<u8>> {
+        if !name.starts_with(XATTR_PREFIX) {
+            return Err(FsError::NoData);
+        }
+        let (b, e) = self.xattr_target(ino)?;
+        b.xattr_get(&e, name).await
+    }
+
+    pub async fn setxattr(&self, ino: Ino, name: &str, value: Option<&[u8]>) -> FsResult<()> {
+        if !name.starts_with(XATTR_PREFIX) {
+            return Err(FsError::NotSupported);
+        }
+        let (b, e) = self.xattr_target(ino).map_err(|_| FsError::NotSupported)?;
+        b.xattr_set(&e, name, value).await
+    }
+
+    // ----- lifecycle ------------------------------------------------------
+
+    /// Forgets cached listings and content (SIGHUP: a manual refresh).
+    pub fn refresh(&self) {
+        self.state.lock().cache.clear();
+        self.blocks.clear();
+    }
+
+    /// Uploads every closed-but-not-uploaded file of an earlier run, before
+    /// serving. Returns (uploaded, still pending).
+    pub async fn recover(&self) -> (usize, usize) {
+        let pending = self.journal.pending();
+        let (mut done, mut left) = (0, 0);
+        for rec in pending {
+            match self.recover_one(&rec).await {
+                Ok(()) => {
+                    tracing::info!(path = %rec.display_path, "recovered pending upload from the journal");
+                    self.journal.remove(&rec.id);
+                    let _ = std::fs::remove_file(&rec.spool);
+                    done += 1;
+                }
+                Err(e) => {
+                    tracing::error!(path = %rec.display_path, error = %e, "pending upload still failing; kept in the journal");
+                    left += 1;
+                }
+            }
+        }
+        (done, left)
+    }
+
+    async fn recover_one(&self, rec: &PendingUpload) -> FsResult<()> {
+        let m = self
+            .mounts
+            .iter()
+            .find(|m| m.name == rec.backend)
+            .ok_or_else(|| FsError::Io(format!("backend {} is no longer configured", rec.backend)))?;
+        if !rec.spool.exists() {
+            return Err(FsError::Io(format!("spool file {} is missing", rec.spool.display())));
+        }
+        let listing = m.backend.list(&rec.dir_key).await?;
+        // The object it replaces: by key, else by name (an upload that did
+        // reach the server before the crash is replaced, not duplicated).
+        let existing = listing
+            .iter()
+            .find(|e| Some(&e.key) == rec.existing_key.as_ref())
+            .or_else(|| listing.iter().find(|e| e.kind == Kind::File && e.name == rec.name));
+        m.backend.upload(&rec.dir_key, &rec.name, existing, &rec.spool).await?;
+        Ok(())
+    }
+
+    /// Uploads every dirty file (SIGTERM, unmount), waiting at most `wait`;
+    /// what is left stays journaled for the next start.
+    pub async fn shutdown(self: &Arc<Self>, wait: Duration) -> usize {
+        let dirty: Vec<Ino> = {
+            let st = self.state.lock();
+            st.locals
+                .iter()
+                .copied()
+                .filter(|i| st.table.get(*i).is_some_and(|n| !n.gone && n.local.as_ref().is_some_and(|l| l.dirty())))
+                .collect()
+        };
+        if dirty.is_empty() {
+            return 0;
+        }
+        tracing::info!(files = dirty.len(), "uploading pending files before exit");
+        let uploads = futures::stream::iter(dirty.iter().map(|i| {
+            let fs = self.clone();
+            let ino = *i;
+            async move { fs.commit(ino).await }
+        }))
+        .buffer_unordered(4)
+        .collect::<Vec<_>>();
+        let _ = tokio::time::timeout(wait, uploads).await;
+        let left = {
+            let st = self.state.lock();
+            dirty
+                .iter()
+                .filter(|i| st.table.get(**i).is_some_and(|n| n.local.as_ref().is_some_and(|l| l.dirty())))
+                .count()
+        };
+        if left > 0 {
+            tracing::warn!(files = left, "files not uploaded before exit stay in the journal for the next start");
+        }
+        left
+    }
+
+    /// The journal record of a spooled file: where its bytes go.
+    fn pending_record(&self, st: &State, ino: Ino) -> Option<PendingUpload> {
+        let node = st.table.get(ino)?;
+        let local = node.local.as_ref()?;
+        let b = node.backend?;
+        let dir = st.table.get(node.parent)?;
+        Some(PendingUpload {
+            id: local.id.clone(),
+            backend: self.mounts[b].name.clone(),
+            dir_key: dir.entry.key.clone(),
+            name: names::to_remote(&node.name),
+            existing_key: node.is_remote().then(|| node.entry.key.clone()),
+            spool: local.path.clone(),
+            display_path: Self::display_path(st, ino),
+        })
+    }
+
+    /// Records every dirty file in the journal (SIGTERM: nothing written is
+    /// lost even if its upload is still under way at exit).
+    pub fn journal_dirty(&self) {
+        let st = self.state.lock();
+        for ino in &st.locals {
+            let dirty = st.table.get(*ino).is_some_and(|n| !n.gone && n.local.as_ref().is_some_and(|l| l.dirty()));
+            if let Some(rec) = self.pending_record(&st, *ino).filter(|_| dirty) {
+                if let Err(e) = self.journal.record(&rec) {
+                    tracing::error!(path = %rec.display_path, error = %e, "cannot journal pending upload");
+                }
+            }
+        }
+    }
+
+    /// Backend names, for `status` and logs.
+    pub fn mount_names(&self) -> Vec<String> {
+        self.mounts.iter().map(|m| m.name.clone()).collect()
+    }
+
+    /// Keys of a directory's current children (tests and diagnostics).
+    pub fn cached_names(&self, dir: Ino) -> Option<Vec<(String, Key)>> {
+        let mut st = self.state.lock();
+        let entries = st.cache.any(dir)?.entries.clone();
+        Some(
+            entries
+                .into_iter()
+                .filter_map(|(n, i)| st.table.get(i).map(|node| (n, node.entry.key.clone())))
+                .collect(),
+        )
+    }
+}
+
+/// Fills the sizes a listing lacks with `stat`, several at once.
+async fn fill_sizes(backend: &Arc<dyn Backend>, entries: &mut [Entry]) {
+    let missing: Vec<usize> = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.kind == Kind::File && e.size.is_none())
+        .map(|(i, _)| i)
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let results: Vec<(usize, FsResult<Entry>)> = futures::stream::iter(missing.into_iter().map(|i| {
+        let backend = backend.clone();
+        let e = entries[i].clone();
+        async move { (i, backend.stat(&e).await) }
+    }))
+    .buffer_unordered(STAT_CONCURRENCY)
+    .collect()
+    .await;
+    for (i, r) in results {
+        match r {
+            Ok(fresh) => {
+                entries[i].size = fresh.size;
+                entries[i].mtime = fresh.mtime.or(entries[i].mtime);
+            }
+            Err(e) => tracing::warn!(name = %entries[i].name, error = %e, "no size for listed file"),
+        }
+    }
+}

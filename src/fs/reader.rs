@@ -1,0 +1,168 @@
+//! Content reads: a bounded cache of aligned blocks shared by all handles,
+//! with adaptive read-ahead. Sequential reads widen the window (several
+//! block requests in flight at once); a random read fetches exactly the
+//! bytes asked for and does not touch the cache.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::future::{BoxFuture, FutureExt, Shared};
+use lru::LruCache;
+use parking_lot::Mutex;
+
+use super::backend::{Backend, Entry};
+use super::error::FsResult;
+
+/// Size of one cached block.
+pub const BLOCK: u64 = 1 << 20;
+/// Widest read-ahead, in blocks.
+pub const MAX_READAHEAD_BLOCKS: u64 = 8;
+
+type Fetch = Shared<BoxFuture<'static, FsResult<Bytes>>>;
+type BlockId = (u64, u64);
+
+/// Per-handle access pattern.
+#[derive(Debug, Default, Clone)]
+pub struct ReadPattern {
+    next: Option<u64>,
+    window: u64,
+}
+
+impl ReadPattern {
+    /// Records a read; returns the read-ahead in blocks for a sequential
+    /// read, `None` for a random one.
+    pub fn advance(&mut self, offset: u64, len: u64) -> Option<u64> {
+        // Reads the kernel sends in parallel arrive slightly out of order:
+        // anything within two blocks of the expected offset is sequential.
+        let sequential = match self.next {
+            None => offset == 0,
+            Some(next) => offset + 2 * BLOCK >= next && offset <= next + 2 * BLOCK,
+        };
+        self.next = Some(offset + len);
+        if sequential {
+            self.window = (self.window * 2).clamp(1, MAX_READAHEAD_BLOCKS);
+            Some(self.window)
+        } else {
+            self.window = 0;
+            None
+        }
+    }
+}
+
+/// Blocks of content keyed by (content version, block index).
+pub struct BlockCache {
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    lru: LruCache<BlockId, Bytes>,
+    inflight: HashMap<BlockId, Fetch>,
+}
+
+impl BlockCache {
+    pub fn new(max_bytes: u64) -> BlockCache {
+        let blocks = NonZeroUsize::new(((max_bytes / BLOCK) as usize).max(4)).expect("non-zero");
+        BlockCache {
+            inner: Mutex::new(Inner {
+                lru: LruCache::new(blocks),
+                inflight: HashMap::new(),
+            }),
+        }
+    }
+
+    /// The block, from the cache, from a fetch already under way, or by
+    /// starting one.
+    fn block(self: &Arc<Self>, backend: &Arc<dyn Backend>, entry: &Entry, version: u64, idx: u64, size: u64) -> Fetch {
+        let id = (version, idx);
+        let mut inner = self.inner.lock();
+        if let Some(b) = inner.lru.get(&id) {
+            let b = b.clone();
+            return async move { Ok(b) }.boxed().shared();
+        }
+        if let Some(f) = inner.inflight.get(&id) {
+            return f.clone();
+        }
+        let start = idx * BLOCK;
+        let len = BLOCK.min(size.saturating_sub(start));
+        let (backend, entry, cache) = (backend.clone(), entry.clone(), self.clone());
+        let fetch = async move {
+            let result = backend.read(&entry, start, len).await;
+            let mut inner = cache.inner.lock();
+            inner.inflight.remove(&id);
+            if let Ok(b) = &result {
+                inner.lru.put(id, b.clone());
+            }
+            result
+        }
+        .boxed()
+        .shared();
+        inner.inflight.insert(id, fetch.clone());
+        fetch
+    }
+
+    /// Reads `len` bytes at `offset` of a remote file of `size` bytes.
+    pub async fn read(
+        self: &Arc<Self>,
+        backend: &Arc<dyn Backend>,
+        entry: &Entry,
+        version: u64,
+        size: u64,
+        pattern: Option<u64>,
+        offset: u64,
+        len: u64,
+    ) -> FsResult<Bytes> {
+        if offset >= size || len == 0 {
+            return Ok(Bytes::new());
+        }
+        let end = (offset + len).min(size);
+        let Some(readahead) = pattern else {
+            return backend.read(entry, offset, end - offset).await;
+        };
+        let first = offset / BLOCK;
+        let last = (end - 1) / BLOCK;
+        let last_block = (size - 1) / BLOCK;
+        // Start the read-ahead first so it runs while we wait.
+        for idx in (last + 1)..=(last + readahead).min(last_block) {
+            let f = self.block(backend, entry, version, idx, size);
+            tokio::spawn(async move {
+                let _ = f.await;
+            });
+        }
+        let fetches: Vec<Fetch> = (first..=last).map(|i| self.block(backend, entry, version, i, size)).collect();
+        let blocks = futures::future::try_join_all(fetches).await?;
+        let mut out = BytesMut::with_capacity((end - offset) as usize);
+        for (i, b) in blocks.iter().enumerate() {
+            let block_start = (first + i as u64) * BLOCK;
+            let from = offset.saturating_sub(block_start) as usize;
+            let to = ((end - block_start) as usize).min(b.len());
+            if from < to {
+                out.extend_from_slice(&b[from..to]);
+            }
+        }
+        Ok(out.freeze())
+    }
+
+    /// Drops every block (SIGHUP).
+    pub fn clear(&self) {
+        self.inner.lock().lru.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequential_widens_random_resets() {
+        let mut p = ReadPattern::default();
+        assert_eq!(p.advance(0, 131072), Some(1));
+        assert_eq!(p.advance(131072, 131072), Some(2));
+        assert_eq!(p.advance(262144, 131072), Some(4));
+        assert_eq!(p.advance(393216, 131072), Some(8));
+        assert_eq!(p.advance(524288, 131072), Some(8));
+        assert_eq!(p.advance(500 << 20, 4096), None);
+        assert_eq!(p.advance((500 << 20) + 4096, 4096), Some(1));
+    }
+}

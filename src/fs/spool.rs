@@ -1,0 +1,145 @@
+//! The local spool: a file being written lives in a local file until the
+//! remote holds its bytes. Reads of a file being written see the spool.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use parking_lot::Mutex;
+
+use super::error::{FsError, FsResult};
+
+/// The spool directory.
+#[derive(Debug, Clone)]
+pub struct Spool {
+    dir: PathBuf,
+}
+
+impl Spool {
+    pub fn open(cache_dir: &Path) -> std::io::Result<Spool> {
+        let dir = cache_dir.join("spool");
+        std::fs::create_dir_all(&dir)?;
+        Ok(Spool { dir })
+    }
+
+    /// A new, empty spool file.
+    pub fn create(&self) -> FsResult<LocalFile> {
+        let id = format!("{:016x}{:08x}", rand::random::<u64>(), std::process::id());
+        let path = self.dir.join(&id);
+        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+        Ok(LocalFile {
+            id,
+            path,
+            inner: Mutex::new(LocalState {
+                file,
+                size: 0,
+                generation: 0,
+                uploaded_generation: None,
+                journaled: false,
+            }),
+            upload: tokio::sync::Mutex::new(()),
+        })
+    }
+}
+
+/// One spooled file.
+#[derive(Debug)]
+pub struct LocalFile {
+    /// Also the journal record's id.
+    pub id: String,
+    pub path: PathBuf,
+    inner: Mutex<LocalState>,
+    /// Serialises uploads of this file.
+    pub upload: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug)]
+struct LocalState {
+    file: File,
+    size: u64,
+    /// Bumped by every change; an upload remembers the one it sent.
+    generation: u64,
+    uploaded_generation: Option<u64>,
+    journaled: bool,
+}
+
+impl LocalFile {
+    pub fn size(&self) -> u64 {
+        self.inner.lock().size
+    }
+
+    /// True while the remote lacks the latest bytes.
+    pub fn dirty(&self) -> bool {
+        let s = self.inner.lock();
+        s.uploaded_generation != Some(s.generation)
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.inner.lock().generation
+    }
+
+    /// Records that the bytes of `generation` reached the remote.
+    pub fn mark_uploaded(&self, generation: u64) {
+        self.inner.lock().uploaded_generation = Some(generation);
+    }
+
+    /// Marks a file as already in sync (a spool filled from the remote).
+    pub fn mark_clean(&self) {
+        let mut s = self.inner.lock();
+        s.uploaded_generation = Some(s.generation);
+    }
+
+    pub fn journaled(&self) -> bool {
+        self.inner.lock().journaled
+    }
+
+    pub fn set_journaled(&self, v: bool) {
+        self.inner.lock().journaled = v;
+    }
+
+    pub fn write_at(&self, offset: u64, data: &[u8]) -> FsResult<()> {
+        let mut s = self.inner.lock();
+        s.file.write_all_at(data, offset)?;
+        s.size = s.size.max(offset + data.len() as u64);
+        s.generation += 1;
+        Ok(())
+    }
+
+    pub fn read_at(&self, offset: u64, len: u64) -> FsResult<Vec<u8>> {
+        let s = self.inner.lock();
+        if offset >= s.size {
+            return Ok(Vec::new());
+        }
+        let len = len.min(s.size - offset) as usize;
+        let mut buf = vec![0u8; len];
+        let mut done = 0;
+        while done < len {
+            let n = s.file.read_at(&mut buf[done..], offset + done as u64)?;
+            if n == 0 {
+                break;
+            }
+            done += n;
+        }
+        buf.truncate(done);
+        Ok(buf)
+    }
+
+    pub fn truncate(&self, size: u64) -> FsResult<()> {
+        let mut s = self.inner.lock();
+        s.file.set_len(size)?;
+        s.size = size;
+        s.generation += 1;
+        Ok(())
+    }
+
+    /// Makes the spooled bytes durable before they are journaled.
+    pub fn sync(&self) -> FsResult<()> {
+        self.inner.lock().file.sync_data().map_err(FsError::from)
+    }
+
+    /// Deletes the spool file (the remote holds the bytes, or the file was
+    /// removed).
+    pub fn discard(&self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}

@@ -1,0 +1,239 @@
+//! Real-mount test harness: an in-process emulator on a loopback port and
+//! the real `bridgefs` binary mounted on a temporary directory. Guards stop
+//! and unmount everything on drop, even when a test panics.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bridgefs::daemon::DemoFiles;
+use bridgefs::emulator::{Credentials, Dataset, Emu, EmulatorHandle, Faults};
+
+/// An emulator serving on 127.0.0.1 for the length of a test.
+pub struct Emulator {
+    pub handle: EmulatorHandle,
+}
+
+impl Emulator {
+    pub fn start(dataset: Dataset) -> Emulator {
+        let emu = Emu::new(dataset, Credentials::default(), Faults::default(), None);
+        Emulator { handle: EmulatorHandle::start("127.0.0.1:0", emu).expect("emulator starts") }
+    }
+
+    pub fn demo() -> Emulator {
+        Emulator::start(Dataset::demo())
+    }
+
+    pub fn url(&self) -> String {
+        self.handle.url()
+    }
+
+    pub fn emu(&self) -> &Emu {
+        &self.handle.emu
+    }
+
+    /// Requests per endpoint template since the last reset.
+    pub fn counts(&self) -> BTreeMap<String, u64> {
+        self.handle.emu.counts.lock().clone()
+    }
+
+    /// Sum of the counters whose endpoint contains every one of `parts`.
+    pub fn count(&self, parts: &[&str]) -> u64 {
+        self.counts().iter().filter(|(k, _)| parts.iter().all(|p| k.contains(p))).map(|(_, v)| v).sum()
+    }
+
+    /// Total API requests.
+    pub fn total(&self) -> u64 {
+        self.counts().values().sum()
+    }
+
+    pub fn reset_counts(&self) {
+        self.handle.emu.counts.lock().clear();
+        self.handle.emu.log.lock().clear();
+    }
+
+    pub fn set_faults(&self, f: Faults) {
+        *self.handle.emu.faults.lock() = f;
+    }
+}
+
+/// Options for a test mount's config.
+#[derive(Clone)]
+pub struct MountOptions {
+    pub metadata_ttl: &'static str,
+    pub negative_ttl: &'static str,
+    pub shutdown_wait: &'static str,
+    pub call_deadline: &'static str,
+}
+
+impl Default for MountOptions {
+    fn default() -> Self {
+        MountOptions { metadata_ttl: "60s", negative_ttl: "5s", shutdown_wait: "20s", call_deadline: "20s" }
+    }
+}
+
+/// A mounted `bridgefs` daemon process.
+pub struct Mount {
+    pub files: DemoFiles,
+    pub mountpoint: PathBuf,
+    pub config: PathBuf,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_bridgefs")
+}
+
+fn is_mounted(path: &Path) -> bool {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let p = path.to_string_lossy();
+    text.lines().any(|l| l.split(' ').nth(4) == Some(&p))
+}
+
+impl Mount {
+    pub fn start(emu: &Emulator) -> Mount {
+        Mount::start_with(emu, MountOptions::default())
+    }
+
+    pub fn start_with(emu: &Emulator, opts: MountOptions) -> Mount {
+        let files = DemoFiles::create().expect("temp dir");
+        let mountpoint = files.path("mnt");
+        std::fs::create_dir(&mountpoint).unwrap();
+        let text = files
+            .config_text(&emu.url())
+            .replace("metadata_ttl = \"30s\"", &format!(
+                "metadata_ttl = \"{}\"\nnegative_ttl = \"{}\"\nshutdown_wait = \"{}\"\ncall_deadline = \"{}\"",
+                opts.metadata_ttl, opts.negative_ttl, opts.shutdown_wait, opts.call_deadline
+            ));
+        let config = files.path("bridgefs.toml");
+        std::fs::write(&config, text).unwrap();
+        let log = files.path("daemon.log");
+        let mut m = Mount { files, mountpoint, config, child: None, log };
+        m.spawn();
+        m
+    }
+
+    /// Starts the daemon and waits until the mount is live.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(bin())
+            .args(["mount", "--config"])
+            .arg(&self.config)
+            .arg(&self.mountpoint)
+            .env("BRIDGEFS_LOG", "info,bridgefs=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("bridgefs starts");
+        self.child = Some(child);
+        let start = Instant::now();
+        while !is_mounted(&self.mountpoint) {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("bridgefs exited with {status} before mounting:\n{}", self.log_text());
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "not mounted after 30 s:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mountpoint.join(rel)
+    }
+
+    pub fn log_text(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.files.path("state")
+    }
+
+    /// `kill -9` of the daemon (the mount is left dead, then cleaned up).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        force_unmount(&self.mountpoint);
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Some(status);
+            }
+            if start.elapsed() > Duration::from_secs(40) {
+                let _ = c.kill();
+                return c.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn force_unmount(path: &Path) {
+    for _ in 0..50 {
+        if !is_mounted(path) {
+            return;
+        }
+        let _ = Command::new("fusermount3").args(["-u", "-z"]).arg(path).stderr(Stdio::null()).status();
+        if is_mounted(path) {
+            let _ = Command::new("umount").arg("-l").arg(path).stderr(Stdio::null()).status();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let panicking = std::thread::panicking();
+        self.stop();
+        force_unmount(&self.mountpoint);
+        if panicking {
+            let log = self.log_text();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("---- bridgefs log (last lines) ----");
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
+/// Runs a shell command line, returns (status code, stdout, stderr).
+pub fn sh(cmd: &str) -> (i32, String, String) {
+    let out = Command::new("bash").arg("-c").arg(cmd).output().expect("bash runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs a command that must succeed; returns stdout.
+pub fn sh_ok(cmd: &str) -> String {
+    let (code, out, err) = sh(cmd);
+    assert_eq!(code, 0, "`{cmd}` failed ({code}):\n{out}\n{err}");
+    out
+}
+
+/// The errno of an io::Error.
+pub fn errno(e: &std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(-1)
+}
