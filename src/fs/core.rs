@@ -785,7 +785,7 @@ impl BridgeFs {
             .map_err(|e| FsError::Io(format!("journal: {e}")))?;
         local.set_journaled(true);
         self.counters.uploads.fetch_add(1, Ordering::Relaxed);
-        match backend.upload(&record.dir_key, &record.name, existing.as_ref(), &local.path).await {
+        match upload_informed(&backend, &record, existing.as_ref()).await {
             Ok(mut entry) => {
                 local.mark_uploaded(generation);
                 if entry.size.is_none() {
@@ -1137,6 +1137,57 @@ impl BridgeFs {
                 .filter_map(|(n, i)| st.table.get(i).map(|node| (n, node.entry.key.clone())))
                 .collect(),
         )
+    }
+}
+
+/// Attempts of one upload before close reports the error (the background
+/// retry goes on after that).
+const UPLOAD_ATTEMPTS: u32 = 3;
+
+/// Uploads a spooled file. A creating call is never repeated blindly: after a
+/// transient failure the directory is re-read, and a file of that name that
+/// the failed call created after all is adopted instead of uploading twice.
+/// Replacing uploads are not repeated here (their background retry is).
+async fn upload_informed(backend: &Arc<dyn Backend>, rec: &PendingUpload, existing: Option<&Entry>) -> FsResult<Entry> {
+    let mut attempt = 1;
+    loop {
+        match backend.upload(&rec.dir_key, &rec.name, existing, &rec.spool).await {
+            Ok(e) => return Ok(e),
+            Err(e) if attempt < UPLOAD_ATTEMPTS && existing.is_none() && is_transient(&e) => {
+                tracing::warn!(path = %rec.display_path, error = %e, attempt, "upload failed; re-reading the folder before trying again");
+                tokio::time::sleep(Duration::from_millis(200 * attempt as u64)).await;
+                attempt += 1;
+                if let Ok(list) = backend.list(&rec.dir_key).await {
+                    if let Some(found) = list.into_iter().find(|x| x.kind == Kind::File && x.name == rec.name) {
+                        return Ok(found);
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Failures worth another attempt (5xx, 429, connection, timeout).
+fn is_transient(e: &FsError) -> bool {
+    match e {
+        FsError::Io(_) | FsError::TimedOut(_) | FsError::TryAgain(_) => true,
+        FsError::NotFound
+        | FsError::Exists
+        | FsError::NotEmpty
+        | FsError::NotDir
+        | FsError::IsDir
+        | FsError::ReadOnly
+        | FsError::NotPermitted
+        | FsError::AccessDenied(_)
+        | FsError::CrossDevice
+        | FsError::Invalid(_)
+        | FsError::NameTooLong
+        | FsError::TooBig
+        | FsError::NoData
+        | FsError::NotSupported
+        | FsError::Range
+        | FsError::BadHandle => false,
     }
 }
 
