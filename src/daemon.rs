@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::fs::backends;
 use crate::fs::core::{BridgeFs, FsOptions, Mounted};
 use crate::fuse::{FuseAdapter, Owner};
 use crate::remote::http::{HttpClient, RetryPolicy};
@@ -17,9 +18,19 @@ const FUSE_THREADS: usize = 4;
 
 /// Builds one [`Mounted`] per top-level directory the config asks for.
 pub fn build_mounts(config: &Config, http: &HttpClient) -> Result<Vec<Mounted>, String> {
-    // WIRING-PENDING: replaced once the three backends exist.
-    let _ = (config, http);
-    Err("backends not wired yet".into())
+    let mut mounts = Vec::new();
+    for b in &config.backoffice {
+        let (clients, templates) = backends::backoffice::backends(b, http.clone())?;
+        mounts.push(Mounted { name: b.mount_as.clone(), backend: clients });
+        mounts.push(Mounted { name: b.templates_as.clone(), backend: templates });
+    }
+    for l in &config.library {
+        mounts.push(Mounted { name: l.mount_as.clone(), backend: backends::library::backend(l, http.clone())? });
+    }
+    for f in &config.files {
+        mounts.push(Mounted { name: f.mount_as.clone(), backend: backends::files::backend(f, http.clone())? });
+    }
+    Ok(mounts)
 }
 
 /// The filesystem core for a config, with its shared HTTP client.

@@ -1,22 +1,666 @@
-//! Emulator of the files API (stub: to be written).
+//! Emulator of the Files-apps API (API-CONTRACT.md §3): blobs, app files with
+//! revisions and a trash, attachments of posts, comments and messages, paged
+//! lists, RFC 7807 errors, Bearer API key.
 
-use axum::Router;
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
 
-use super::Emu;
+use super::{bearer_ok, content, demo_bytes, demo_text, problem, Emu};
+
+/// Hex-encoded bytes in the serialised state (compact, text-safe).
+mod hexbytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(b))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct App {
+    pub id: u64,
+    pub uid: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Blob {
+    pub id: u64,
+    pub name: String,
+    pub media_type: String,
+    #[serde(with = "hexbytes")]
+    pub bytes: Vec<u8>,
+}
+
+/// One stored revision of a file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Revision {
+    pub rev: u64,
+    pub media_type: String,
+    #[serde(with = "hexbytes")]
+    pub bytes: Vec<u8>,
+    /// Unix milliseconds.
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileRec {
+    pub id: u64,
+    /// `None` for attachments.
+    pub app: Option<u64>,
+    pub name: String,
+    pub metadata: Map<String, Value>,
+    pub tags: Vec<String>,
+    pub trashed: bool,
+    pub created: i64,
+    pub updated: i64,
+    /// Oldest first; the last is the current content.
+    pub revisions: Vec<Revision>,
+}
+
+impl FileRec {
+    fn current(&self) -> &Revision {
+        self.revisions.last().expect("a file has a revision")
+    }
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct FilesState {}
+pub struct FilesState {
+    pub apps: Vec<App>,
+    pub files: BTreeMap<u64, FileRec>,
+    pub blobs: BTreeMap<u64, Blob>,
+    /// `posts/1` → file ids.
+    pub attachments: BTreeMap<String, Vec<u64>>,
+    pub next_id: u64,
+    pub next_blob: u64,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
+}
+
+fn iso(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn media_type_of(name: &str) -> &'static str {
+    match name.rsplit('.').next().unwrap_or("").to_ascii_lowercase().as_str() {
+        "pdf" => "application/pdf",
+        "txt" => "text/plain",
+        "md" => "text/markdown",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "mp4" => "video/mp4",
+        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        _ => "application/octet-stream",
+    }
+}
 
 impl FilesState {
-    pub fn demo() -> Self {
-        Self::default()
+    fn with_apps() -> Self {
+        FilesState {
+            apps: vec![
+                App { id: 1, uid: "handbook".into(), name: "Handbook".into() },
+                App { id: 2, uid: "contracts".into(), name: "Contracts".into() },
+            ],
+            next_id: 1,
+            next_blob: 1,
+            ..Default::default()
+        }
     }
+
+    /// Apps `handbook` (id 1) and `contracts` (id 2), no files.
     pub fn empty() -> Self {
-        Self::default()
+        Self::with_apps()
     }
+
+    /// Files of several sizes, a file with 4 revisions, trashed files, tags
+    /// and metadata, names differing only in case, and attachments on post
+    /// 1, comment 1 and message 1.
+    pub fn demo() -> Self {
+        let mut s = Self::with_apps();
+        let base = 1_700_000_000_000i64;
+        let mut t = 0i64;
+        let mut at = || {
+            t += 3_600_000;
+            base + t
+        };
+        let hb = Some(1);
+        let ct = Some(2);
+        s.add_at(hb, "Welcome.md", demo_text("Welcome to the handbook", 40), at());
+        let handbook = s.add_at(hb, "Employee Handbook.pdf", demo_bytes(11, 900_000), at());
+        for (i, len) in [(12u64, 1_000_000usize), (13, 1_200_000), (14, 1_500_000)] {
+            let ms = at();
+            s.push_revision(handbook, demo_bytes(i, len), ms);
+        }
+        let travel = s.add_at(hb, "Travel Policy.docx", demo_bytes(15, 300_000), at());
+        if let Some(f) = s.files.get_mut(&travel) {
+            f.tags = vec!["policy".into(), "travel".into()];
+            f.metadata.insert("owner".into(), json!("hr"));
+            f.metadata.insert("status".into(), json!("approved"));
+        }
+        s.add_at(hb, "logo.png", demo_bytes(16, 50_000), at());
+        s.add_at(hb, "Readme.txt", demo_text("Readme", 5), at());
+        s.add_at(hb, "README.txt", demo_text("README", 7), at());
+        s.add_at(hb, "onboarding-video.mp4", demo_bytes(17, 4 << 20), at());
+        let old = s.add_at(hb, "Old Policy.pdf", demo_bytes(18, 20_000), at());
+        s.files.get_mut(&old).expect("just added").trashed = true;
+
+        s.add_at(ct, "Acme - Master Services Agreement.pdf", demo_bytes(21, 800_000), at());
+        let nda = s.add_at(ct, "NDA template.docx", demo_bytes(22, 40_000), at());
+        if let Some(f) = s.files.get_mut(&nda) {
+            f.tags = vec!["template".into()];
+        }
+        s.add_at(ct, "pricing.xlsx", demo_bytes(23, 120_000), at());
+        s.add_at(ct, "tiny.txt", b"hi\n".to_vec(), at());
+        let draft = s.add_at(ct, "Draft contract.docx", demo_bytes(24, 10_000), at());
+        s.files.get_mut(&draft).expect("just added").trashed = true;
+
+        for (key, name, seed, len) in [
+            ("posts/1", "slides.pdf", 31u64, 200_000usize),
+            ("comments/1", "screenshot.png", 32, 30_000),
+            ("messages/1", "invoice.pdf", 33, 60_000),
+        ] {
+            let id = s.add_at(None, name, demo_bytes(seed, len), at());
+            s.attachments.entry(key.to_string()).or_default().push(id);
+        }
+        s
+    }
+
+    fn add_at(&mut self, app: Option<u64>, name: &str, bytes: Vec<u8>, ms: i64) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.files.insert(
+            id,
+            FileRec {
+                id,
+                app,
+                name: name.to_string(),
+                metadata: Map::new(),
+                tags: Vec::new(),
+                trashed: false,
+                created: ms,
+                updated: ms,
+                revisions: vec![Revision { rev: 1, media_type: media_type_of(name).into(), bytes, created: ms }],
+            },
+        );
+        id
+    }
+
+    fn push_revision(&mut self, id: u64, bytes: Vec<u8>, ms: i64) {
+        if let Some(f) = self.files.get_mut(&id) {
+            let rev = f.revisions.iter().map(|r| r.rev).max().unwrap_or(0) + 1;
+            let media_type = f.current().media_type.clone();
+            f.revisions.push(Revision { rev, media_type, bytes, created: ms });
+            f.updated = ms;
+        }
+    }
+
+    /// Adds a file to an app (tests); returns its id.
+    pub fn add_file(&mut self, app_uid: &str, name: &str, bytes: Vec<u8>) -> u64 {
+        let app = self.apps.iter().find(|a| a.uid == app_uid).map(|a| a.id);
+        self.add_at(app, name, bytes, now_ms())
+    }
+
+    /// Current bytes of a file (tests).
+    pub fn bytes(&self, id: u64) -> Option<&[u8]> {
+        self.files.get(&id).map(|f| f.current().bytes.as_slice())
+    }
+
+    /// Bytes of one revision (tests).
+    pub fn revision_bytes(&self, id: u64, rev: u64) -> Option<&[u8]> {
+        self.files.get(&id)?.revisions.iter().find(|r| r.rev == rev).map(|r| r.bytes.as_slice())
+    }
+
+    fn app(&self, key: &str) -> Option<&App> {
+        self.apps.iter().find(|a| a.uid == key || a.id.to_string() == key)
+    }
+
+    fn object(&self, f: &FileRec, rev: Option<&Revision>, host: &str) -> Value {
+        let r = rev.unwrap_or_else(|| f.current());
+        let download = match rev {
+            Some(r) => format!("http://{host}/files/api/files/{}/versions/{}/download", f.id, r.rev),
+            None => format!("http://{host}/files/api/files/{}/download", f.id),
+        };
+        let mut o = json!({
+            "id": f.id,
+            "rev": r.rev,
+            "name": f.name,
+            "kind": "file",
+            "media_type": r.media_type,
+            "size": r.bytes.len(),
+            "download_url": download,
+            "created_at": iso(f.created),
+            "updated_at": iso(if rev.is_some() { r.created } else { f.updated }),
+            "is_trashed": f.trashed,
+        });
+        if !f.metadata.is_empty() {
+            o["metadata"] = Value::Object(f.metadata.clone());
+        }
+        if !f.tags.is_empty() {
+            o["tags"] = json!(f.tags);
+        }
+        if let Some(app) = f.app.and_then(|a| self.apps.iter().find(|x| x.id == a)) {
+            o["app"] = json!({"id": app.id, "uid": app.uid});
+        }
+        o
+    }
+}
+
+type ApiResult = Result<Response, Response>;
+
+fn host(headers: &HeaderMap) -> String {
+    headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1").to_string()
+}
+
+fn authorize(emu: &Emu, headers: &HeaderMap) -> Result<(), Response> {
+    if bearer_ok(headers, &emu.creds.files_api_key) {
+        Ok(())
+    } else {
+        Err(problem(StatusCode::UNAUTHORIZED, "missing or invalid API key"))
+    }
+}
+
+fn not_found(what: &str) -> Response {
+    problem(StatusCode::NOT_FOUND, format!("{what} not found"))
 }
 
 pub fn routes() -> Router<Emu> {
     Router::new()
+        .route("/api/blobs", post(upload_blob))
+        .route("/api/apps/{app}", get(get_app))
+        .route("/api/apps/{app}/files", get(list_app_files).post(create_file))
+        .route("/api/files", get(list_all_files))
+        .route("/api/files/{id}", get(get_file).patch(update_file).delete(delete_file))
+        .route("/api/files/{id}/trash", post(trash_file))
+        .route("/api/files/{id}/restore", post(restore_file))
+        .route("/api/files/{id}/download", get(download_file))
+        .route("/api/files/{id}/versions", get(list_versions))
+        .route("/api/files/{id}/versions/{rev}", get(get_version).delete(delete_version))
+        .route("/api/files/{id}/versions/{rev}/restore", post(restore_version))
+        .route("/api/files/{id}/versions/{rev}/download", get(download_version))
+        .route("/api/posts/{id}/attachments", get(list_post_attachments))
+        .route("/api/comments/{id}/attachments", get(list_comment_attachments))
+        .route("/api/messages/{id}/attachments", get(list_message_attachments))
+}
+
+async fn upload_blob(State(emu): State<Emu>, headers: HeaderMap, mut form: Multipart) -> ApiResult {
+    authorize(&emu, &headers)?;
+    let mut blob = None;
+    while let Some(field) = form.next_field().await.map_err(|e| problem(StatusCode::BAD_REQUEST, e.to_string()))? {
+        if field.name() == Some("blob") {
+            let name = field.file_name().unwrap_or("blob").to_string();
+            let media_type = field.content_type().map(str::to_string);
+            let data = field.bytes().await.map_err(|e| problem(StatusCode::BAD_REQUEST, e.to_string()))?;
+            blob = Some((name, media_type, data));
+        }
+    }
+    let Some((name, media_type, data)) = blob else {
+        return Err(problem(StatusCode::UNPROCESSABLE_ENTITY, "part 'blob' is required"));
+    };
+    let media_type = media_type
+        .filter(|m| m != "application/octet-stream")
+        .unwrap_or_else(|| media_type_of(&name).to_string());
+    let mut st = emu.files.lock();
+    let id = st.next_blob;
+    st.next_blob += 1;
+    let size = data.len();
+    st.blobs.insert(id, Blob { id, name: name.clone(), media_type: media_type.clone(), bytes: data.to_vec() });
+    drop(st);
+    emu.persist();
+    Ok((StatusCode::CREATED, Json(json!({"id": id, "name": name, "media_type": media_type, "size": size}))).into_response())
+}
+
+async fn get_app(State(emu): State<Emu>, headers: HeaderMap, Path(app): Path<String>) -> ApiResult {
+    authorize(&emu, &headers)?;
+    let st = emu.files.lock();
+    let a = st.app(&app).ok_or_else(|| not_found("app"))?;
+    Ok(Json(json!({"id": a.id, "uid": a.uid, "name": a.name, "display_name": a.name, "type": "files"})).into_response())
+}
+
+/// The list query parameters shared by every list route.
+#[derive(Debug, Deserialize, Default)]
+struct ListQuery {
+    skip: Option<String>,
+    take: Option<String>,
+    q: Option<String>,
+    tag: Option<String>,
+    trashed: Option<String>,
+    order_by: Option<String>,
+    count_only: Option<String>,
+    around: Option<String>,
+}
+
+fn list(st: &FilesState, ids: Vec<u64>, q: &ListQuery, host: &str) -> ApiResult {
+    let bad = |m: &str| problem(StatusCode::BAD_REQUEST, m.to_string());
+    let skip: usize = match &q.skip {
+        Some(s) => s.parse().map_err(|_| bad("skip must be a number"))?,
+        None => 0,
+    };
+    let take: usize = match &q.take {
+        Some(s) => s.parse().map_err(|_| bad("take must be a number"))?,
+        None => 25,
+    };
+    if !(1..=100).contains(&take) {
+        return Err(bad("take must be between 1 and 100"));
+    }
+    let trashed = match q.trashed.as_deref() {
+        None | Some("false") => Some(false),
+        Some("true") => Some(true),
+        Some("null") | Some("") => None,
+        Some(_) => return Err(bad("trashed must be true, false or null")),
+    };
+    let mut files: Vec<&FileRec> = ids
+        .iter()
+        .filter_map(|i| st.files.get(i))
+        .filter(|f| trashed.is_none_or(|t| f.trashed == t))
+        .filter(|f| q.q.as_ref().is_none_or(|s| f.name.to_lowercase().contains(&s.to_lowercase())))
+        .filter(|f| q.tag.as_ref().is_none_or(|t| f.tags.contains(t)))
+        .collect();
+    let order = q.order_by.clone().unwrap_or_else(|| "id".into());
+    let mut parts = order.split([' ', '+']);
+    let field = parts.next().unwrap_or("id").to_string();
+    let desc = parts.next().is_some_and(|d| d.eq_ignore_ascii_case("desc"));
+    match field.as_str() {
+        "id" => files.sort_by_key(|f| f.id),
+        "name" => files.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()).then(a.id.cmp(&b.id))),
+        "updated_at" => files.sort_by_key(|f| (f.updated, f.id)),
+        "size" => files.sort_by_key(|f| (f.current().bytes.len(), f.id)),
+        _ => return Err(bad("order_by must be id, name, updated_at or size")),
+    }
+    if desc {
+        files.reverse();
+    }
+    let count = files.len();
+    if q.count_only.as_deref() == Some("true") {
+        return Ok(Json(json!({"count": count})).into_response());
+    }
+    let skip = match q.around.as_ref().and_then(|a| a.parse::<u64>().ok()) {
+        Some(around) => files.iter().position(|f| f.id == around).map(|p| p.saturating_sub(take / 2)).unwrap_or(skip),
+        None => skip,
+    };
+    let page: Vec<Value> = files.iter().skip(skip).take(take).map(|f| st.object(f, None, host)).collect();
+    let mut body = json!({"start": skip.min(count), "end": (skip + page.len()).min(count), "count": count});
+    if !page.is_empty() {
+        body["data"] = Value::Array(page);
+    }
+    Ok(Json(body).into_response())
+}
+
+async fn list_app_files(State(emu): State<Emu>, headers: HeaderMap, Path(app): Path<String>, Query(q): Query<ListQuery>) -> ApiResult {
+    authorize(&emu, &headers)?;
+    let st = emu.files.lock();
+    let app_id = st.app(&app).ok_or_else(|| not_found("app"))?.id;
+    let ids = st.files.values().filter(|f| f.app == Some(app_id)).map(|f| f.id).collect();
+    list(&st, ids, &q, &host(&headers))
+}
+
+async fn list_all_files(State(emu): State<Emu>, headers: HeaderMap, Query(q): Query<ListQuery>) -> ApiResult {
+    authorize(&emu, &headers)?;
+    let st = emu.files.lock();
+    let ids = st.files.keys().copied().collect();
+    list(&st, ids, &q, &host(&headers))
+}
+
+fn attachments(emu: &Emu, headers: &HeaderMap, kind: &str, id: &str, q: &ListQuery) -> ApiResult {
+    authorize(emu, headers)?;
+    let st = emu.files.lock();
+    let ids = st.attachments.get(&format!("{kind}/{id}")).cloned().ok_or_else(|| not_found(kind.trim_end_matches('s')))?;
+    list(&st, ids, q, &host(headers))
+}
+
+async fn list_post_attachments(State(emu): State<Emu>, headers: HeaderMap, Path(id): Path<String>, Query(q): Query<ListQuery>) -> ApiResult {
+    attachments(&emu, &headers, "posts", &id, &q)
+}
+
+async fn list_comment_attachments(State(emu): State<Emu>, headers: HeaderMap, Path(id): Path<String>, Query(q): Query<ListQuery>) -> ApiResult {
+    attachments(&emu, &headers, "comments", &id, &q)
+}
+
+async fn list_message_attachments(State(emu): State<Emu>, headers: HeaderMap, Path(id): Path<String>, Query(q): Query<ListQuery>) -> ApiResult {
+    attachments(&emu, &headers, "messages", &id, &q)
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateBody {
+    blob_id: Option<Value>,
+    name: Option<String>,
+    metadata: Option<Map<String, Value>>,
+    tags: Option<Vec<String>>,
+    replace: Option<bool>,
+}
+
+fn blob_id(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+async fn create_file(State(emu): State<Emu>, headers: HeaderMap, Path(app): Path<String>, body: Option<Json<CreateBody>>) -> ApiResult {
+    authorize(&emu, &headers)?;
+    let Some(Json(body)) = body else {
+        return Err(problem(StatusCode::BAD_REQUEST, "a JSON body is required"));
+    };
+    let Some(bid) = body.blob_id.as_ref() else {
+        return Err(problem(StatusCode::UNPROCESSABLE_ENTITY, "blob_id is required"));
+    };
+    let bid = blob_id(bid).ok_or_else(|| problem(StatusCode::UNPROCESSABLE_ENTITY, "blob_id must be an integer"))?;
+    let host = host(&headers);
+    let mut st = emu.files.lock();
+    let app_id = st.app(&app).ok_or_else(|| not_found("app"))?.id;
+    let blob = st.blobs.get(&bid).cloned().ok_or_else(|| not_found("blob"))?;
+    let name = body.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| blob.name.clone());
+    let existing = st.files.values().find(|f| f.app == Some(app_id) && !f.trashed && f.name == name).map(|f| f.id);
+    let now = now_ms();
+    let (id, status) = match existing {
+        Some(_) if body.replace != Some(true) => {
+            return Err(problem(StatusCode::CONFLICT, format!("a file named {name:?} already exists")));
+        }
+        Some(id) => {
+            st.push_revision(id, blob.bytes.clone(), now);
+            (id, StatusCode::OK)
+        }
+        None => {
+            let id = st.add_at(Some(app_id), &name, blob.bytes.clone(), now);
+            if let Some(f) = st.files.get_mut(&id) {
+                f.revisions[0].media_type = blob.media_type.clone();
+            }
+            (id, StatusCode::CREATED)
+        }
+    };
+    if let Some(f) = st.files.get_mut(&id) {
+        if let Some(m) = body.metadata {
+            f.metadata = m;
+        }
+        if let Some(t) = body.tags {
+            f.tags = t;
+        }
+    }
+    let obj = st.object(&st.files[&id], None, &host);
+    drop(st);
+    emu.persist();
+    Ok((status, Json(obj)).into_response())
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct TrashedQuery {
+    trashed: Option<String>,
+}
+
+async fn get_file(State(emu): State<Emu>, headers: HeaderMap, Path(id): Path<u64>, Query(q): Query<TrashedQuery>) -> ApiResult {
+    authorize(&emu, &headers)?;
+    let st = emu.files.lock();
+    let f = st.files.get(&id).ok_or_else(|| not_found("file"))?;
+    if f.trashed && q.trashed.as_deref() != Some("true") {
+        return Err(not_found("file"));
+    }
+    Ok(Json(st.object(f, None, &host(&headers))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct UpdateBody {
+    name: Option<String>,
+    blob_id: Option<Value>,
+    metadata: Option<Map<String, Value>>,
+    tags: Option<Vec<String>>,
+    backup: Option<bool>,
+}
+
+async fn update_file(State(emu): State<Emu>, headers: HeaderMap, Path(id): Path<u64>, body: Option<Json<UpdateBody>>) -> ApiResult {
+    authorize(&emu, &headers)?;
+    let Some(Json(body)) = body else {
+        return Err(problem(StatusCode::BAD_REQUEST, "a JSON body is required"));
+    };
+    let host = host(&headers);
+    let mut st = emu.files.lock();
+    let f = st.files.get(&id).ok_or_else(|| not_found("file"))?.clone();
+    if let Some(name) = &body.name {
+        if name.is_empty() {
+            return Err(problem(StatusCode::UNPROCESSABLE_ENTITY, "name must not be empty"));
+        }
+        let clash = st.files.values().any(|o| o.id != id && o.app.is_some() && o.app == f.app && !o.trashed && &o.name == name);
+        if clash && !f.trashed {
+            return Err(problem(StatusCode::CONFLICT, format!("a file named {name:?} already exists")));
+        }
+    }
+    let blob = match &body.blob_id {
+        Some(v) => {
+            let bid = blob_id(v).ok_or_else(|| problem(StatusCode::UNPROCESSABLE_ENTITY, "blob_id must be an integer"))?;
+            Some(st.blobs.get(&bid).cloned().ok_or_else(|| not_found("blob"))?)
+        }
+        None => None,
+    };
+    let now = now_ms();
+    if let Some(b) = blob {
+        if body.backup == Some(true) {
+            st.push_revision(id, b.bytes, now);
+        } else if let Some(f) = st.files.get_mut(&id) {
+            let cur = f.revisions.last_mut().expect("a revision");
+            cur.bytes = b.bytes;
+            cur.created = now;
+            f.updated = now;
+        }
+    }
+    let f = st.files.get_mut(&id).expect("checked above");
+    if let Some(name) = body.name {
+        f.name = name;
+        f.updated = now;
+    }
+    if let Some(m) = body.metadata {
+        f.metadata = m;
+        f.updated = now;
+    }
+    if let Some(t) = body.tags {
+        f.tags = t;
+        f.updated = now;
+    }
+    let obj = st.object(&st.files[&id], None, &host);
+    drop(st);
+    emu.persist();
+    Ok(Json(obj).into_response())
+}
+
+async fn delete_file(State(emu): State<Emu>, headers: HeaderMap, Path(id): Path<u64>) -> ApiResult {
+    authorize(&emu, &headers)?;
+    let mut st = emu.files.lock();
+    st.files.remove(&id).ok_or_else(|| not_found("file"))?;
+    for ids in st.attachments.values_mut() {
+        ids.retain(|i| *i != id);
+    }
+    drop(st);
+    emu.persist();
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn set_trashed(emu: &Emu, headers: &HeaderMap, id: u64, trashed: bool) -> ApiResult {
+    authorize(emu, headers)?;
+    let mut st = emu.files.lock();
+    let f = st.files.get_mut(&id).ok_or_else(|| not_found("file"))?;
+    f.trashed = trashed;
+    f.updated = now_ms();
+    drop(st);
+    emu.persist();
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn trash_file(State(emu): State<Emu>, headers: HeaderMap, Path(id): Path<u64>) -> ApiResult {
+    set_trashed(&emu, &headers, id, true).await
+}
+
+async fn restore_file(State(emu): State<Emu>, headers: HeaderMap, Path(id): Path<u64>) -> ApiResult {
+    set_trashed(&emu, &headers, id, false).await
+}
+
+fn serve_bytes(emu: &Emu, method: &Method, headers: &HeaderMap, r: &Revision, modified: i64) -> Response {
+    let modified = UNIX_EPOCH + Duration::from_millis(modified.max(0) as u64);
+    content::serve(emu, method, headers, Bytes::from(r.bytes.clone()), modified, &r.media_type)
+}
+
+async fn download_file(State(emu): State<Emu>, method: Method, headers: HeaderMap, Path(id): Path<u64>) -> ApiResult {
+    authorize(&emu, &headers)?;
+    let st = emu.files.lock();
+    let f = st.files.get(&id).ok_or_else(|| not_found("file"))?;
+    Ok(serve_bytes(&emu, &method, &headers, f.current(), f.updated))
+}
+
+async fn download_version(State(emu): State<Emu>, method: Method, headers: HeaderMap, Path((id, rev)): Path<(u64, u64)>) -> ApiResult {
+    authorize(&emu, &headers)?;
+    let st = emu.files.lock();
+    let f = st.files.get(&id).ok_or_else(|| not_found("file"))?;
+    let r = f.revisions.iter().find(|r| r.rev == rev).ok_or_else(|| not_found("revision"))?;
+    Ok(serve_bytes(&emu, &method, &headers, r, r.created))
+}
+
+async fn list_versions(State(emu): State<Emu>, headers: HeaderMap, Path(id): Path<u64>) -> ApiResult {
+    authorize(&emu, &headers)?;
+    let st = emu.files.lock();
+    let f = st.files.get(&id).ok_or_else(|| not_found("file"))?;
+    let host = host(&headers);
+    let data: Vec<Value> = f.revisions.iter().rev().map(|r| st.object(f, Some(r), &host)).collect();
+    Ok(Json(json!({ "data": data })).into_response())
+}
+
+async fn get_version(State(emu): State<Emu>, headers: HeaderMap, Path((id, rev)): Path<(u64, u64)>) -> ApiResult {
+    authorize(&emu, &headers)?;
+    let st = emu.files.lock();
+    let f = st.files.get(&id).ok_or_else(|| not_found("file"))?;
+    let r = f.revisions.iter().find(|r| r.rev == rev).ok_or_else(|| not_found("revision"))?;
+    Ok(Json(st.object(f, Some(r), &host(&headers))).into_response())
+}
+
+async fn delete_version(State(emu): State<Emu>, headers: HeaderMap, Path((id, rev)): Path<(u64, u64)>) -> ApiResult {
+    authorize(&emu, &headers)?;
+    let mut st = emu.files.lock();
+    let f = st.files.get_mut(&id).ok_or_else(|| not_found("file"))?;
+    let pos = f.revisions.iter().position(|r| r.rev == rev).ok_or_else(|| not_found("revision"))?;
+    if f.revisions.len() == 1 {
+        return Err(problem(StatusCode::BAD_REQUEST, "the only revision of a file cannot be deleted"));
+    }
+    f.revisions.remove(pos);
+    drop(st);
+    emu.persist();
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn restore_version(State(emu): State<Emu>, headers: HeaderMap, Path((id, rev)): Path<(u64, u64)>) -> ApiResult {
+    authorize(&emu, &headers)?;
+    let mut st = emu.files.lock();
+    let f = st.files.get(&id).ok_or_else(|| not_found("file"))?;
+    let bytes = f.revisions.iter().find(|r| r.rev == rev).ok_or_else(|| not_found("revision"))?.bytes.clone();
+    st.push_revision(id, bytes, now_ms());
+    drop(st);
+    emu.persist();
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
