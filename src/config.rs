@@ -174,7 +174,8 @@ fn default_templates_as() -> String {
     "folder-templates".into()
 }
 /// **Assumption** (API-CONTRACT §1): the download route of a client file.
-pub const DEFAULT_BACKOFFICE_CONTENT_URL: &str = "/api/v2/clients/{clientId}/files/{fileId}/download";
+pub const DEFAULT_BACKOFFICE_CONTENT_URL: &str =
+    "/api/v2/clients/{clientId}/files/{fileId}/download";
 fn default_content_url() -> String {
     DEFAULT_BACKOFFICE_CONTENT_URL.into()
 }
@@ -255,7 +256,9 @@ impl Config {
             check_url("files.base_url", &f.base_url)?;
             check_readable("files.api_key_file", &f.api_key_file)?;
             if f.apps.is_empty() {
-                return Err(ConfigError("files.apps: list at least one app (uid or id)".into()));
+                return Err(ConfigError(
+                    "files.apps: list at least one app (uid or id)".into(),
+                ));
             }
             names.push(f.mount_as.clone());
         }
@@ -269,7 +272,8 @@ impl Config {
         }
         if names.is_empty() {
             return Err(ConfigError(
-                "no backend configured: add a [[backoffice]], [[library]] or [[files]] table".into(),
+                "no backend configured: add a [[backoffice]], [[library]] or [[files]] table"
+                    .into(),
             ));
         }
         Ok(())
@@ -279,7 +283,9 @@ impl Config {
 fn check_url(key: &str, value: &str) -> Result<(), ConfigError> {
     match url::Url::parse(value) {
         Ok(u) if u.scheme() == "http" || u.scheme() == "https" => Ok(()),
-        _ => Err(ConfigError(format!("{key}: {value:?} is not an http(s) URL"))),
+        _ => Err(ConfigError(format!(
+            "{key}: {value:?} is not an http(s) URL"
+        ))),
     }
 }
 

@@ -21,21 +21,36 @@ pub fn build_mounts(config: &Config, http: &HttpClient) -> Result<Vec<Mounted>, 
     let mut mounts = Vec::new();
     for b in &config.backoffice {
         let (clients, templates) = backends::backoffice::backends(b, http.clone())?;
-        mounts.push(Mounted { name: b.mount_as.clone(), backend: clients });
-        mounts.push(Mounted { name: b.templates_as.clone(), backend: templates });
+        mounts.push(Mounted {
+            name: b.mount_as.clone(),
+            backend: clients,
+        });
+        mounts.push(Mounted {
+            name: b.templates_as.clone(),
+            backend: templates,
+        });
     }
     for l in &config.library {
-        mounts.push(Mounted { name: l.mount_as.clone(), backend: backends::library::backend(l, http.clone())? });
+        mounts.push(Mounted {
+            name: l.mount_as.clone(),
+            backend: backends::library::backend(l, http.clone())?,
+        });
     }
     for f in &config.files {
-        mounts.push(Mounted { name: f.mount_as.clone(), backend: backends::files::backend(f, http.clone())? });
+        mounts.push(Mounted {
+            name: f.mount_as.clone(),
+            backend: backends::files::backend(f, http.clone())?,
+        });
     }
     Ok(mounts)
 }
 
 /// The filesystem core for a config, with its shared HTTP client.
 pub fn build_fs(config: &Config) -> Result<Arc<BridgeFs>, String> {
-    let policy = RetryPolicy { call_deadline: config.cache.call_deadline, ..RetryPolicy::default() };
+    let policy = RetryPolicy {
+        call_deadline: config.cache.call_deadline,
+        ..RetryPolicy::default()
+    };
     let http = HttpClient::new(policy).map_err(|e| e.to_string())?;
     let mounts = build_mounts(config, &http)?;
     let opts = FsOptions {
@@ -52,9 +67,13 @@ pub fn build_fs(config: &Config) -> Result<Arc<BridgeFs>, String> {
 /// Mounts `config` at `mountpoint` and serves in the foreground until
 /// SIGINT/SIGTERM or an external unmount. SIGHUP drops cached metadata.
 pub fn run(config: Config, mountpoint: &Path) -> Result<(), String> {
-    let meta = std::fs::metadata(mountpoint).map_err(|e| format!("mountpoint {}: {e}", mountpoint.display()))?;
+    let meta = std::fs::metadata(mountpoint)
+        .map_err(|e| format!("mountpoint {}: {e}", mountpoint.display()))?;
     if !meta.is_dir() {
-        return Err(format!("mountpoint {} is not a directory", mountpoint.display()));
+        return Err(format!(
+            "mountpoint {} is not a directory",
+            mountpoint.display()
+        ));
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
@@ -73,8 +92,14 @@ pub fn run(config: Config, mountpoint: &Path) -> Result<(), String> {
 
     // SAFETY: getuid/getgid cannot fail.
     let owner = Owner {
-        uid: config.mount.uid.unwrap_or_else(|| unsafe { libc::getuid() }),
-        gid: config.mount.gid.unwrap_or_else(|| unsafe { libc::getgid() }),
+        uid: config
+            .mount
+            .uid
+            .unwrap_or_else(|| unsafe { libc::getuid() }),
+        gid: config
+            .mount
+            .gid
+            .unwrap_or_else(|| unsafe { libc::getgid() }),
     };
     let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone(), owner);
     let mut options = fuser::Config::default();
@@ -86,7 +111,11 @@ pub fn run(config: Config, mountpoint: &Path) -> Result<(), String> {
         fuser::MountOption::NoSuid,
         fuser::MountOption::NoAtime,
     ];
-    options.acl = if config.mount.allow_other { fuser::SessionACL::All } else { fuser::SessionACL::Owner };
+    options.acl = if config.mount.allow_other {
+        fuser::SessionACL::All
+    } else {
+        fuser::SessionACL::Owner
+    };
     options.n_threads = Some(FUSE_THREADS);
     let mut session = fuser::Session::new(adapter, mountpoint, &options)
         .map_err(|e| format!("cannot mount {}: {e}", mountpoint.display()))?;
@@ -146,7 +175,9 @@ pub struct DemoFiles {
 
 impl DemoFiles {
     pub fn create() -> std::io::Result<DemoFiles> {
-        let dir = tempfile::Builder::new().prefix("bridgefs-demo-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("bridgefs-demo-")
+            .tempdir()?;
         let c = crate::emulator::Credentials::default();
         std::fs::write(dir.path().join("backoffice.token"), &c.backoffice_token)?;
         std::fs::write(dir.path().join("library.key"), &c.library_private_key)?;

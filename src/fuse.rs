@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use tokio::runtime::Handle;
 
@@ -73,7 +73,9 @@ fn errno(e: &FsError) -> Errno {
 }
 
 fn name_str(name: &OsStr) -> Result<String, Errno> {
-    name.to_str().map(str::to_string).ok_or(Errno::from_i32(libc::EINVAL))
+    name.to_str()
+        .map(str::to_string)
+        .ok_or(Errno::from_i32(libc::EINVAL))
 }
 
 /// Logs errors worth an operator's attention (not ENOENT and friends).
@@ -92,14 +94,18 @@ impl Filesystem for FuseAdapter {
         // O_TRUNC: `echo x > f` is one open with O_TRUNC, not a separate
         // truncate that would upload an empty version first.
         let _ = config.add_capabilities(
-            InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO | InitFlags::FUSE_ATOMIC_O_TRUNC,
+            InitFlags::FUSE_DO_READDIRPLUS
+                | InitFlags::FUSE_READDIRPLUS_AUTO
+                | InitFlags::FUSE_ATOMIC_O_TRUNC,
         );
         let _ = config.set_max_readahead(1 << 20);
         Ok(())
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let Ok(name) = name_str(name) else { return reply.error(Errno::from_i32(libc::ENOENT)) };
+        let Ok(name) = name_str(name) else {
+            return reply.error(Errno::from_i32(libc::ENOENT));
+        };
         let (fs, owner, ttl) = (self.fs.clone(), self.owner, self.ttl);
         self.rt.spawn(async move {
             match fs.lookup(parent.0, &name).await {
@@ -159,8 +165,18 @@ impl Filesystem for FuseAdapter {
         });
     }
 
-    fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
-        let Ok(name) = name_str(name) else { return reply.error(Errno::from_i32(libc::EINVAL)) };
+    fn mkdir(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let Ok(name) = name_str(name) else {
+            return reply.error(Errno::from_i32(libc::EINVAL));
+        };
         let (fs, owner, ttl) = (self.fs.clone(), self.owner, self.ttl);
         self.rt.spawn(async move {
             match fs.mkdir(parent.0, &name).await {
@@ -174,7 +190,9 @@ impl Filesystem for FuseAdapter {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let Ok(name) = name_str(name) else { return reply.error(Errno::from_i32(libc::ENOENT)) };
+        let Ok(name) = name_str(name) else {
+            return reply.error(Errno::from_i32(libc::ENOENT));
+        };
         let fs = self.fs.clone();
         self.rt.spawn(async move {
             match fs.unlink(parent.0, &name).await {
@@ -188,7 +206,9 @@ impl Filesystem for FuseAdapter {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let Ok(name) = name_str(name) else { return reply.error(Errno::from_i32(libc::ENOENT)) };
+        let Ok(name) = name_str(name) else {
+            return reply.error(Errno::from_i32(libc::ENOENT));
+        };
         let fs = self.fs.clone();
         self.rt.spawn(async move {
             match fs.rmdir(parent.0, &name).await {
@@ -217,7 +237,10 @@ impl Filesystem for FuseAdapter {
         let fs = self.fs.clone();
         let flags = flags.bits();
         self.rt.spawn(async move {
-            match fs.rename(parent.0, &name, newparent.0, &newname, flags).await {
+            match fs
+                .rename(parent.0, &name, newparent.0, &newname, flags)
+                .await
+            {
                 Ok(()) => reply.ok(),
                 Err(e) => {
                     log_error("rename", &e);
@@ -286,7 +309,14 @@ impl Filesystem for FuseAdapter {
         }
     }
 
-    fn flush(&self, req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         let fs = self.fs.clone();
         let pid = req.pid();
         self.rt.spawn(async move {
@@ -317,7 +347,14 @@ impl Filesystem for FuseAdapter {
         });
     }
 
-    fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         let fs = self.fs.clone();
         self.rt.spawn(async move {
             match fs.fsync(ino.0).await {
@@ -343,7 +380,14 @@ impl Filesystem for FuseAdapter {
         });
     }
 
-    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
         match self.fs.readdir(fh.0, offset) {
             Ok(items) => {
                 for (i, item) in items.iter().enumerate() {
@@ -351,7 +395,12 @@ impl Filesystem for FuseAdapter {
                         Kind::Dir => FileType::Directory,
                         Kind::File => FileType::RegularFile,
                     };
-                    if reply.add(INodeNo(item.attr.ino), offset + i as u64 + 1, kind, &item.name) {
+                    if reply.add(
+                        INodeNo(item.attr.ino),
+                        offset + i as u64 + 1,
+                        kind,
+                        &item.name,
+                    ) {
                         break;
                     }
                 }
@@ -361,12 +410,26 @@ impl Filesystem for FuseAdapter {
         }
     }
 
-    fn readdirplus(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
         match self.fs.readdir(fh.0, offset) {
             Ok(items) => {
                 for (i, item) in items.iter().enumerate() {
                     let attr = self.file_attr(&item.attr);
-                    if reply.add(INodeNo(item.attr.ino), offset + i as u64 + 1, &item.name, &self.ttl, &attr, Generation(0)) {
+                    if reply.add(
+                        INodeNo(item.attr.ino),
+                        offset + i as u64 + 1,
+                        &item.name,
+                        &self.ttl,
+                        &attr,
+                        Generation(0),
+                    ) {
                         break;
                     }
                     // Each entry but `.` and `..` counts as a lookup.
@@ -380,7 +443,14 @@ impl Filesystem for FuseAdapter {
         }
     }
 
-    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
         self.fs.releasedir(fh.0);
         reply.ok();
     }
@@ -401,7 +471,9 @@ impl Filesystem for FuseAdapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        let Ok(name) = name_str(name) else { return reply.error(Errno::from_i32(libc::ENOTSUP)) };
+        let Ok(name) = name_str(name) else {
+            return reply.error(Errno::from_i32(libc::ENOTSUP));
+        };
         let fs = self.fs.clone();
         let value = value.to_vec();
         self.rt.spawn(async move {
@@ -416,7 +488,9 @@ impl Filesystem for FuseAdapter {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let Ok(name) = name_str(name) else { return reply.error(Errno::from_i32(libc::ENODATA)) };
+        let Ok(name) = name_str(name) else {
+            return reply.error(Errno::from_i32(libc::ENODATA));
+        };
         let fs = self.fs.clone();
         self.rt.spawn(async move {
             match fs.getxattr(ino.0, &name).await {
@@ -450,7 +524,9 @@ impl Filesystem for FuseAdapter {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let Ok(name) = name_str(name) else { return reply.error(Errno::from_i32(libc::ENODATA)) };
+        let Ok(name) = name_str(name) else {
+            return reply.error(Errno::from_i32(libc::ENODATA));
+        };
         let fs = self.fs.clone();
         self.rt.spawn(async move {
             match fs.setxattr(ino.0, &name, None).await {
@@ -473,12 +549,20 @@ impl Filesystem for FuseAdapter {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let Ok(name) = name_str(name) else { return reply.error(Errno::from_i32(libc::EINVAL)) };
+        let Ok(name) = name_str(name) else {
+            return reply.error(Errno::from_i32(libc::EINVAL));
+        };
         let (fs, owner, ttl) = (self.fs.clone(), self.owner, self.ttl);
         let pid = req.pid();
         self.rt.spawn(async move {
             match fs.create(parent.0, &name, flags, pid).await {
-                Ok((a, fh)) => reply.created(&ttl, &to_file_attr(&a, owner), Generation(0), FileHandle(fh), FopenFlags::empty()),
+                Ok((a, fh)) => reply.created(
+                    &ttl,
+                    &to_file_attr(&a, owner),
+                    Generation(0),
+                    FileHandle(fh),
+                    FopenFlags::empty(),
+                ),
                 Err(e) => {
                     log_error("create", &e);
                     reply.error(errno(&e))

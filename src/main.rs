@@ -10,7 +10,11 @@ use bridgefs::daemon;
 use bridgefs::emulator::{Credentials, Dataset, Emu, EmulatorHandle, Faults};
 
 #[derive(Parser)]
-#[command(name = "bridgefs", version, about = "Mount a back office, a file library and Files apps as one POSIX tree")]
+#[command(
+    name = "bridgefs",
+    version,
+    about = "Mount a back office, a file library and Files apps as one POSIX tree"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -47,13 +51,21 @@ struct EmulatorArgs {
     #[arg(long)]
     state_dir: Option<PathBuf>,
     /// Back-office Bearer token.
-    #[arg(long, env = "EMULATOR_BACKOFFICE_TOKEN", default_value = "demo-backoffice-token")]
+    #[arg(
+        long,
+        env = "EMULATOR_BACKOFFICE_TOKEN",
+        default_value = "demo-backoffice-token"
+    )]
     backoffice_token: String,
     /// Library apiKey.
     #[arg(long, env = "EMULATOR_LIBRARY_API_KEY", default_value = "demo-api-key")]
     library_api_key: String,
     /// Library private key (signature = md5(apiKey + privateKey)).
-    #[arg(long, env = "EMULATOR_LIBRARY_PRIVATE_KEY", default_value = "demo-private-key")]
+    #[arg(
+        long,
+        env = "EMULATOR_LIBRARY_PRIVATE_KEY",
+        default_value = "demo-private-key"
+    )]
     library_private_key: String,
     /// Library businessId.
     #[arg(long, default_value_t = 1)]
@@ -87,7 +99,10 @@ struct EmulatorArgs {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BRIDGEFS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn main() -> ExitCode {
@@ -111,7 +126,12 @@ fn main() -> ExitCode {
 
 fn demo(mountpoint: &std::path::Path) -> Result<(), String> {
     let files = daemon::DemoFiles::create().map_err(|e| format!("demo files: {e}"))?;
-    let emu = Emu::new(Dataset::demo(), Credentials::default(), Faults::default(), None);
+    let emu = Emu::new(
+        Dataset::demo(),
+        Credentials::default(),
+        Faults::default(),
+        None,
+    );
     let handle = EmulatorHandle::start("127.0.0.1:0", emu).map_err(|e| format!("emulator: {e}"))?;
     let text = files.config_text(&handle.url());
     let config = Config::parse(&text, std::path::Path::new("(demo)")).map_err(|e| e.to_string())?;

@@ -12,7 +12,9 @@ use common::remote::{md5_hex, Remote};
 use common::*;
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 /// Polls until `f` is true (uploads retried in the background).
@@ -41,8 +43,16 @@ fn new_files_are_one_upload_each_and_readable_at_once() {
     }
     emu.reset_counts();
     std::fs::write(m.path("apps/handbook/new-4k.bin"), &data).unwrap();
-    assert_eq!(posts(&emu), 2, "Files app: blob + create: {:?}", emu.counts());
-    assert_eq!(remote.app_bytes_by_name("handbook", "new-4k.bin").unwrap(), data);
+    assert_eq!(
+        posts(&emu),
+        2,
+        "Files app: blob + create: {:?}",
+        emu.counts()
+    );
+    assert_eq!(
+        remote.app_bytes_by_name("handbook", "new-4k.bin").unwrap(),
+        data
+    );
 
     emu.reset_counts();
     std::fs::write(m.path("library/new-4k.bin"), &data).unwrap();
@@ -51,12 +61,23 @@ fn new_files_are_one_upload_each_and_readable_at_once() {
 
     emu.reset_counts();
     std::fs::write(m.path("clients/1/new-4k.bin"), &data).unwrap();
-    assert_eq!(posts(&emu), 1, "back office: one upload: {:?}", emu.counts());
-    let f = remote.client_file_named(1, "new-4k.bin").expect("client file created");
+    assert_eq!(
+        posts(&emu),
+        1,
+        "back office: one upload: {:?}",
+        emu.counts()
+    );
+    let f = remote
+        .client_file_named(1, "new-4k.bin")
+        .expect("client file created");
     assert_eq!(remote.client_bytes(1, f["id"].as_u64().unwrap()), data);
 
     // Read-your-writes: visible and readable at once, sizes true.
-    for p in ["apps/handbook/new-4k.bin", "library/new-4k.bin", "clients/1/new-4k.bin"] {
+    for p in [
+        "apps/handbook/new-4k.bin",
+        "library/new-4k.bin",
+        "clients/1/new-4k.bin",
+    ] {
         assert_eq!(std::fs::read(m.path(p)).unwrap(), data, "{p}");
         assert_eq!(std::fs::metadata(m.path(p)).unwrap().len(), 4096, "{p}");
         let ls = sh_ok(&format!("ls {}", m.path(p).parent().unwrap().display()));
@@ -84,15 +105,32 @@ fn overwrite_append_truncate_keep_name_and_make_revisions() {
         let remote_bytes = match check {
             0 => remote.app_bytes_by_name("handbook", "edit.txt"),
             1 => remote.library_bytes_by_name("edit.txt"),
-            _ => remote.client_file_named(2, "edit.txt").map(|f| remote.client_bytes(2, f["id"].as_u64().unwrap())),
+            _ => remote
+                .client_file_named(2, "edit.txt")
+                .map(|f| remote.client_bytes(2, f["id"].as_u64().unwrap())),
         };
         assert_eq!(remote_bytes.as_deref(), Some(&b"sec"[..]), "{dir}");
         let same_name = match check {
-            0 => remote.app_files("handbook").iter().filter(|f| f["name"] == "edit.txt").count(),
-            1 => remote.library_items().iter().filter(|f| f["fileName"] == "edit.txt" && f["deleted"] != true).count(),
-            _ => remote.client_files(2).iter().filter(|f| f["name"] == "edit.txt").count(),
+            0 => remote
+                .app_files("handbook")
+                .iter()
+                .filter(|f| f["name"] == "edit.txt")
+                .count(),
+            1 => remote
+                .library_items()
+                .iter()
+                .filter(|f| f["fileName"] == "edit.txt" && f["deleted"] != true)
+                .count(),
+            _ => remote
+                .client_files(2)
+                .iter()
+                .filter(|f| f["name"] == "edit.txt")
+                .count(),
         };
-        assert_eq!(same_name, 1, "{dir}: the old file was replaced, not duplicated");
+        assert_eq!(
+            same_name, 1,
+            "{dir}: the old file was replaced, not duplicated"
+        );
     }
     // A Files-app overwrite is a new revision of the same file.
     let f = remote.app_file("handbook", "edit.txt").unwrap();
@@ -112,35 +150,96 @@ fn tools_copy_move_and_delete_trees() {
     std::fs::write(src.join("a/b/two.txt"), b"two\n").unwrap();
 
     // cp -r, rsync -a, tar x into the library; mkdir -p.
-    sh_ok(&format!("cp -r {} {}", src.display(), m.path("library/copied").display()));
-    sh_ok(&format!("rsync -a {}/ {}", src.display(), m.path("library/synced").display()));
-    sh_ok(&format!("tar -C {} -cf {} .", src.display(), m.files.path("t.tar").display()));
-    sh_ok(&format!("mkdir -p {} && tar -C {} -xf {}", m.path("library/untarred/x/y").display(), m.path("library/untarred").display(), m.files.path("t.tar").display()));
+    sh_ok(&format!(
+        "cp -r {} {}",
+        src.display(),
+        m.path("library/copied").display()
+    ));
+    sh_ok(&format!(
+        "rsync -a {}/ {}",
+        src.display(),
+        m.path("library/synced").display()
+    ));
+    sh_ok(&format!(
+        "tar -C {} -cf {} .",
+        src.display(),
+        m.files.path("t.tar").display()
+    ));
+    sh_ok(&format!(
+        "mkdir -p {} && tar -C {} -xf {}",
+        m.path("library/untarred/x/y").display(),
+        m.path("library/untarred").display(),
+        m.files.path("t.tar").display()
+    ));
     for d in ["copied", "synced", "untarred"] {
         // `-x x`: untarred also holds the x/y made by mkdir -p.
-        sh_ok(&format!("diff -r -x x {} {}", src.display(), m.path(&format!("library/{d}")).display()));
+        sh_ok(&format!(
+            "diff -r -x x {} {}",
+            src.display(),
+            m.path(&format!("library/{d}")).display()
+        ));
     }
-    assert_eq!(remote.library_bytes_by_name("one.bin").map(|b| md5_hex(&b)), Some(md5_hex(&pattern(100_000, 1))));
-    let folders = remote.library_items().into_iter().filter(|i| i["fileLibraryType"] == "FOLDER" && (i["fileName"] == "x" || i["fileName"] == "y")).count();
+    assert_eq!(
+        remote.library_bytes_by_name("one.bin").map(|b| md5_hex(&b)),
+        Some(md5_hex(&pattern(100_000, 1)))
+    );
+    let folders = remote
+        .library_items()
+        .into_iter()
+        .filter(|i| {
+            i["fileLibraryType"] == "FOLDER" && (i["fileName"] == "x" || i["fileName"] == "y")
+        })
+        .count();
     assert_eq!(folders, 2, "mkdir -p made both folders remotely");
 
     // mv within a directory, across directories, across backends (EXDEV → copy).
-    sh_ok(&format!("mv {} {}", m.path("library/copied/top.txt").display(), m.path("library/copied/renamed.txt").display()));
-    sh_ok(&format!("mv {} {}", m.path("library/copied/renamed.txt").display(), m.path("library/synced/a/").display()));
-    assert_eq!(std::fs::read(m.path("library/synced/a/renamed.txt")).unwrap(), b"top\n");
+    sh_ok(&format!(
+        "mv {} {}",
+        m.path("library/copied/top.txt").display(),
+        m.path("library/copied/renamed.txt").display()
+    ));
+    sh_ok(&format!(
+        "mv {} {}",
+        m.path("library/copied/renamed.txt").display(),
+        m.path("library/synced/a/").display()
+    ));
+    assert_eq!(
+        std::fs::read(m.path("library/synced/a/renamed.txt")).unwrap(),
+        b"top\n"
+    );
     assert!(remote.library_item("renamed.txt").is_some());
-    assert!(remote.library_item("top.txt").is_some(), "the other copies stay");
-    sh_ok(&format!("mv {} {}", m.path("library/synced/a/renamed.txt").display(), m.path("apps/handbook/").display()));
-    assert_eq!(remote.app_bytes_by_name("handbook", "renamed.txt").unwrap(), b"top\n");
-    assert!(remote.library_item("renamed.txt").is_none(), "moved out of the library");
+    assert!(
+        remote.library_item("top.txt").is_some(),
+        "the other copies stay"
+    );
+    sh_ok(&format!(
+        "mv {} {}",
+        m.path("library/synced/a/renamed.txt").display(),
+        m.path("apps/handbook/").display()
+    ));
+    assert_eq!(
+        remote.app_bytes_by_name("handbook", "renamed.txt").unwrap(),
+        b"top\n"
+    );
+    assert!(
+        remote.library_item("renamed.txt").is_none(),
+        "moved out of the library"
+    );
     // Directory rename in the library (one call).
-    sh_ok(&format!("mv {} {}", m.path("library/untarred").display(), m.path("library/untarred2").display()));
+    sh_ok(&format!(
+        "mv {} {}",
+        m.path("library/untarred").display(),
+        m.path("library/untarred2").display()
+    ));
     assert!(m.path("library/untarred2/a/b/two.txt").exists());
 
     // rm -r removes everything remotely.
     sh_ok(&format!("rm -r {}", m.path("library/copied").display()));
     assert!(!m.path("library/copied").exists());
-    assert!(remote.library_items().iter().all(|i| i["fileName"] != "copied" || i["deleted"] == true));
+    assert!(remote
+        .library_items()
+        .iter()
+        .all(|i| i["fileName"] != "copied" || i["deleted"] == true));
 }
 
 #[test]
@@ -163,11 +262,27 @@ fn editors_atomic_save_and_sed_in_place() {
         assert_eq!(std::fs::read(&p).unwrap(), b"saved\n", "{dir}");
         assert!(!tmp.exists());
     }
-    assert_eq!(remote.app_bytes_by_name("handbook", "notes.txt").unwrap(), b"saved\n");
-    assert_eq!(remote.library_bytes_by_name("notes.txt").unwrap(), b"saved\n");
+    assert_eq!(
+        remote.app_bytes_by_name("handbook", "notes.txt").unwrap(),
+        b"saved\n"
+    );
+    assert_eq!(
+        remote.library_bytes_by_name("notes.txt").unwrap(),
+        b"saved\n"
+    );
     let f = remote.client_file_named(1, "notes.txt").unwrap();
-    assert_eq!(remote.client_bytes(1, f["id"].as_u64().unwrap()), b"saved\n");
-    assert_eq!(remote.app_files("handbook").iter().filter(|f| f["name"] == "notes.txt").count(), 1);
+    assert_eq!(
+        remote.client_bytes(1, f["id"].as_u64().unwrap()),
+        b"saved\n"
+    );
+    assert_eq!(
+        remote
+            .app_files("handbook")
+            .iter()
+            .filter(|f| f["name"] == "notes.txt")
+            .count(),
+        1
+    );
     assert!(remote.app_file("handbook", "notes.txt.tmp").is_none());
 }
 
@@ -184,7 +299,10 @@ fn git_works_inside_a_library_folder() {
     );
     let log = sh_ok(&git);
     assert!(log.contains("first"), "{log}");
-    assert_eq!(sh_ok(&format!("cd {} && git status --porcelain", repo.display())), "");
+    assert_eq!(
+        sh_ok(&format!("cd {} && git status --porcelain", repo.display())),
+        ""
+    );
 }
 
 #[test]
@@ -194,25 +312,60 @@ fn errors_are_truthful() {
     // Non-empty rmdir, mkdir where the API cannot, files where none may be.
     std::fs::create_dir(m.path("library/full")).unwrap();
     std::fs::write(m.path("library/full/f"), b"x").unwrap();
-    assert_eq!(errno(&std::fs::remove_dir(m.path("library/full")).unwrap_err()), libc::ENOTEMPTY);
-    assert_eq!(errno(&std::fs::create_dir(m.path("apps/handbook/sub")).unwrap_err()), libc::EPERM);
-    assert_eq!(errno(&std::fs::create_dir(m.path("newtop")).unwrap_err()), libc::EPERM);
-    assert_eq!(errno(&std::fs::write(m.path("folder-templates/f.txt"), b"x").unwrap_err()), libc::EPERM);
-    assert_eq!(errno(&std::fs::write(m.path("apps/f.txt"), b"x").unwrap_err()), libc::EPERM);
+    assert_eq!(
+        errno(&std::fs::remove_dir(m.path("library/full")).unwrap_err()),
+        libc::ENOTEMPTY
+    );
+    assert_eq!(
+        errno(&std::fs::create_dir(m.path("apps/handbook/sub")).unwrap_err()),
+        libc::EPERM
+    );
+    assert_eq!(
+        errno(&std::fs::create_dir(m.path("newtop")).unwrap_err()),
+        libc::EPERM
+    );
+    assert_eq!(
+        errno(&std::fs::write(m.path("folder-templates/f.txt"), b"x").unwrap_err()),
+        libc::EPERM
+    );
+    assert_eq!(
+        errno(&std::fs::write(m.path("apps/f.txt"), b"x").unwrap_err()),
+        libc::EPERM
+    );
     let e = std::fs::write(m.path("library/.trash/f.txt"), b"x").unwrap_err();
     assert!([libc::EROFS, libc::EPERM].contains(&errno(&e)), "{e}");
     // Bad names.
-    assert_eq!(errno(&std::fs::write(m.path(&format!("library/{}", "n".repeat(256))), b"x").unwrap_err()), libc::ENAMETOOLONG);
+    assert_eq!(
+        errno(&std::fs::write(m.path(&format!("library/{}", "n".repeat(256))), b"x").unwrap_err()),
+        libc::ENAMETOOLONG
+    );
     // Reserved names cannot be created.
-    assert_eq!(errno(&std::fs::create_dir(m.path("library/.trash")).unwrap_err()), libc::EEXIST);
+    assert_eq!(
+        errno(&std::fs::create_dir(m.path("library/.trash")).unwrap_err()),
+        libc::EEXIST
+    );
     // chmod/chown/utimens succeed without effect.
-    sh_ok(&format!("chmod 600 {p} && touch -d 2001-01-01 {p}", p = m.path("library/full/f").display()));
+    sh_ok(&format!(
+        "chmod 600 {p} && touch -d 2001-01-01 {p}",
+        p = m.path("library/full/f").display()
+    ));
     // A move across apps is EXDEV underneath; mv copes.
     std::fs::write(m.path("apps/handbook/moving.txt"), b"m").unwrap();
-    let e = std::fs::rename(m.path("apps/handbook/moving.txt"), m.path("apps/contracts/moving.txt")).unwrap_err();
+    let e = std::fs::rename(
+        m.path("apps/handbook/moving.txt"),
+        m.path("apps/contracts/moving.txt"),
+    )
+    .unwrap_err();
     assert_eq!(errno(&e), libc::EXDEV);
-    sh_ok(&format!("mv {} {}", m.path("apps/handbook/moving.txt").display(), m.path("apps/contracts/").display()));
-    assert_eq!(std::fs::read(m.path("apps/contracts/moving.txt")).unwrap(), b"m");
+    sh_ok(&format!(
+        "mv {} {}",
+        m.path("apps/handbook/moving.txt").display(),
+        m.path("apps/contracts/").display()
+    ));
+    assert_eq!(
+        std::fs::read(m.path("apps/contracts/moving.txt")).unwrap(),
+        b"m"
+    );
 }
 
 #[test]
@@ -223,30 +376,69 @@ fn a_failed_upload_is_retried_and_arrives_once() {
     std::fs::read_dir(m.path("library")).unwrap().count();
 
     // One 503 on the upload: close still succeeds (re-read, then retried).
-    emu.set_faults(Faults { fail_next: 1, path_contains: Some("fileUploadS3".into()), ..Default::default() });
+    emu.set_faults(Faults {
+        fail_next: 1,
+        path_contains: Some("fileUploadS3".into()),
+        ..Default::default()
+    });
     std::fs::write(m.path("library/flaky.bin"), pattern(5000, 3)).unwrap();
-    assert_eq!(remote.library_items().iter().filter(|i| i["fileName"] == "flaky.bin").count(), 1);
-    assert_eq!(remote.library_bytes_by_name("flaky.bin").unwrap(), pattern(5000, 3));
+    assert_eq!(
+        remote
+            .library_items()
+            .iter()
+            .filter(|i| i["fileName"] == "flaky.bin")
+            .count(),
+        1
+    );
+    assert_eq!(
+        remote.library_bytes_by_name("flaky.bin").unwrap(),
+        pattern(5000, 3)
+    );
 
     // Every upload refused: close reports EIO, the bytes stay readable from
     // the spool, and the file arrives once the server accepts again.
-    emu.set_faults(Faults { error_rate: 1.0, path_contains: Some("fileUploadS3".into()), ..Default::default() });
+    emu.set_faults(Faults {
+        error_rate: 1.0,
+        path_contains: Some("fileUploadS3".into()),
+        ..Default::default()
+    });
     let p = m.path("library/refused.bin");
     let mut f = std::fs::File::create(&p).unwrap();
     f.write_all(&pattern(7000, 9)).unwrap();
     let err = f.sync_all().unwrap_err();
     assert_eq!(errno(&err), libc::EIO, "fsync reports the failed upload");
     drop(f);
-    assert_eq!(std::fs::read(&p).unwrap(), pattern(7000, 9), "readable from the spool");
-    let pending = std::fs::read_dir(m.state_dir().join("pending")).unwrap().count();
+    assert_eq!(
+        std::fs::read(&p).unwrap(),
+        pattern(7000, 9),
+        "readable from the spool"
+    );
+    let pending = std::fs::read_dir(m.state_dir().join("pending"))
+        .unwrap()
+        .count();
     assert!(pending >= 1, "journaled");
     assert!(remote.library_item("refused.bin").is_none());
     emu.set_faults(Faults::default());
-    eventually("the background retry", Duration::from_secs(30), || remote.library_item("refused.bin").is_some());
-    assert_eq!(remote.library_bytes_by_name("refused.bin").unwrap(), pattern(7000, 9));
-    assert_eq!(remote.library_items().iter().filter(|i| i["fileName"] == "refused.bin").count(), 1);
+    eventually("the background retry", Duration::from_secs(30), || {
+        remote.library_item("refused.bin").is_some()
+    });
+    assert_eq!(
+        remote.library_bytes_by_name("refused.bin").unwrap(),
+        pattern(7000, 9)
+    );
+    assert_eq!(
+        remote
+            .library_items()
+            .iter()
+            .filter(|i| i["fileName"] == "refused.bin")
+            .count(),
+        1
+    );
     eventually("the journal to empty", Duration::from_secs(10), || {
-        std::fs::read_dir(m.state_dir().join("pending")).unwrap().count() == 0
+        std::fs::read_dir(m.state_dir().join("pending"))
+            .unwrap()
+            .count()
+            == 0
     });
 }
 
@@ -257,7 +449,11 @@ fn kill_9_before_the_upload_lands_then_restart_uploads_once() {
     let remote = Remote::new(&emu.url());
     std::fs::read_dir(m.path("apps/handbook")).unwrap().count();
     // Uploads hang for a while: close blocks in the upload.
-    emu.set_faults(Faults { latency_ms: 4000, path_contains: Some("/api/blobs".into()), ..Default::default() });
+    emu.set_faults(Faults {
+        latency_ms: 4000,
+        path_contains: Some("/api/blobs".into()),
+        ..Default::default()
+    });
     let p = m.path("apps/handbook/crash.bin");
     let data = pattern(20_000, 5);
     let writer = {
@@ -265,7 +461,9 @@ fn kill_9_before_the_upload_lands_then_restart_uploads_once() {
         std::thread::spawn(move || std::fs::write(p, data))
     };
     eventually("the journal record", Duration::from_secs(10), || {
-        std::fs::read_dir(m.state_dir().join("pending")).map(|d| d.count() > 0).unwrap_or(false)
+        std::fs::read_dir(m.state_dir().join("pending"))
+            .map(|d| d.count() > 0)
+            .unwrap_or(false)
     });
     m.kill9();
     let _ = writer.join();
@@ -273,11 +471,33 @@ fn kill_9_before_the_upload_lands_then_restart_uploads_once() {
     std::thread::sleep(Duration::from_millis(4500));
     m.spawn();
     // Uploaded before serving: visible at once.
-    assert_eq!(remote.app_files("handbook").iter().filter(|f| f["name"] == "crash.bin").count(), 1);
-    assert_eq!(remote.app_bytes_by_name("handbook", "crash.bin").unwrap(), data);
-    assert_eq!(std::fs::read(m.path("apps/handbook/crash.bin")).unwrap(), data);
-    assert!(m.log_text().contains("recovered pending upload"), "{}", m.log_text());
-    assert_eq!(std::fs::read_dir(m.state_dir().join("pending")).unwrap().count(), 0);
+    assert_eq!(
+        remote
+            .app_files("handbook")
+            .iter()
+            .filter(|f| f["name"] == "crash.bin")
+            .count(),
+        1
+    );
+    assert_eq!(
+        remote.app_bytes_by_name("handbook", "crash.bin").unwrap(),
+        data
+    );
+    assert_eq!(
+        std::fs::read(m.path("apps/handbook/crash.bin")).unwrap(),
+        data
+    );
+    assert!(
+        m.log_text().contains("recovered pending upload"),
+        "{}",
+        m.log_text()
+    );
+    assert_eq!(
+        std::fs::read_dir(m.state_dir().join("pending"))
+            .unwrap()
+            .count(),
+        0
+    );
 }
 
 #[test]
@@ -299,5 +519,8 @@ fn sigterm_waits_for_pending_uploads() {
         s
     };
     assert!(status.is_some());
-    assert_eq!(remote.library_bytes_by_name("at-exit.txt").as_deref(), Some(&b"written, never closed\n"[..]));
+    assert_eq!(
+        remote.library_bytes_by_name("at-exit.txt").as_deref(),
+        Some(&b"written, never closed\n"[..])
+    );
 }

@@ -12,20 +12,33 @@ use bytes::Bytes;
 use super::Emu;
 
 /// Answers a content request (GET or HEAD) for `data`.
-pub fn serve(emu: &Emu, method: &Method, headers: &HeaderMap, data: Bytes, modified: SystemTime, media_type: &str) -> Response {
+pub fn serve(
+    emu: &Emu,
+    method: &Method,
+    headers: &HeaderMap,
+    data: Bytes,
+    modified: SystemTime,
+    media_type: &str,
+) -> Response {
     let ignore_range = emu.faults.lock().ignore_range;
     let total = data.len() as u64;
     let range = if ignore_range {
         None
     } else {
-        headers.get(header::RANGE).and_then(|v| v.to_str().ok()).map(|v| parse_range(v, total))
+        headers
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| parse_range(v, total))
     };
     let (status, body, content_range) = match range {
         None | Some(RangeSpec::Unsupported) => (StatusCode::OK, data, None),
         Some(RangeSpec::Unsatisfiable) => {
             let mut r = Response::new(Body::empty());
             *r.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
-            r.headers_mut().insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes */{total}")).unwrap());
+            r.headers_mut().insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes */{total}")).unwrap(),
+            );
             return r;
         }
         Some(RangeSpec::Satisfiable(a, b)) => (
@@ -35,12 +48,23 @@ pub fn serve(emu: &Emu, method: &Method, headers: &HeaderMap, data: Bytes, modif
         ),
     };
     let len = body.len();
-    let mut r = Response::new(if *method == Method::HEAD { Body::empty() } else { Body::from(body) });
+    let mut r = Response::new(if *method == Method::HEAD {
+        Body::empty()
+    } else {
+        Body::from(body)
+    });
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_str(media_type).unwrap_or(HeaderValue::from_static("application/octet-stream")));
-    h.insert(header::LAST_MODIFIED, HeaderValue::from_str(&httpdate::fmt_http_date(modified)).unwrap());
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(media_type)
+            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    h.insert(
+        header::LAST_MODIFIED,
+        HeaderValue::from_str(&httpdate::fmt_http_date(modified)).unwrap(),
+    );
     if !ignore_range {
         h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     }
@@ -70,13 +94,17 @@ fn parse_range(v: &str, total: u64) -> RangeSpec {
     let (a, b) = (a.trim(), b.trim());
     if a.is_empty() {
         // Suffix range: the last N bytes.
-        let Ok(n) = b.parse::<u64>() else { return RangeSpec::Unsupported };
+        let Ok(n) = b.parse::<u64>() else {
+            return RangeSpec::Unsupported;
+        };
         if n == 0 || total == 0 {
             return RangeSpec::Unsatisfiable;
         }
         return RangeSpec::Satisfiable(total.saturating_sub(n), total - 1);
     }
-    let Ok(start) = a.parse::<u64>() else { return RangeSpec::Unsupported };
+    let Ok(start) = a.parse::<u64>() else {
+        return RangeSpec::Unsupported;
+    };
     let end = if b.is_empty() {
         total.saturating_sub(1)
     } else {

@@ -83,7 +83,11 @@ pub async fn inject(State(emu): State<Emu>, req: Request, next: Next) -> Respons
     }
     if fail {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        return (status, axum::Json(serde_json::json!({"message": "injected fault"}))).into_response();
+        return (
+            status,
+            axum::Json(serde_json::json!({"message": "injected fault"})),
+        )
+            .into_response();
     }
     if limit {
         return (
@@ -114,7 +118,10 @@ async fn drop_mid_body(resp: Response) -> Response {
     let half = bytes.slice(..bytes.len() / 2);
     let stream = futures::stream::iter(vec![
         Ok::<_, std::io::Error>(half),
-        Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected drop")),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "injected drop",
+        )),
     ]);
     let mut resp = Response::from_parts(parts, Body::from_stream(stream));
     resp.headers_mut().insert(

@@ -87,7 +87,10 @@ pub struct FilesState {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64
 }
 
 fn iso(ms: i64) -> String {
@@ -97,7 +100,13 @@ fn iso(ms: i64) -> String {
 }
 
 fn media_type_of(name: &str) -> &'static str {
-    match name.rsplit('.').next().unwrap_or("").to_ascii_lowercase().as_str() {
+    match name
+        .rsplit('.')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase()
+        .as_str()
+    {
         "pdf" => "application/pdf",
         "txt" => "text/plain",
         "md" => "text/markdown",
@@ -114,8 +123,16 @@ impl FilesState {
     fn with_apps() -> Self {
         FilesState {
             apps: vec![
-                App { id: 1, uid: "handbook".into(), name: "Handbook".into() },
-                App { id: 2, uid: "contracts".into(), name: "Contracts".into() },
+                App {
+                    id: 1,
+                    uid: "handbook".into(),
+                    name: "Handbook".into(),
+                },
+                App {
+                    id: 2,
+                    uid: "contracts".into(),
+                    name: "Contracts".into(),
+                },
             ],
             next_id: 1,
             next_blob: 1,
@@ -141,7 +158,12 @@ impl FilesState {
         };
         let hb = Some(1);
         let ct = Some(2);
-        s.add_at(hb, "Welcome.md", demo_text("Welcome to the handbook", 40), at());
+        s.add_at(
+            hb,
+            "Welcome.md",
+            demo_text("Welcome to the handbook", 40),
+            at(),
+        );
         let handbook = s.add_at(hb, "Employee Handbook.pdf", demo_bytes(11, 900_000), at());
         for (i, len) in [(12u64, 1_000_000usize), (13, 1_200_000), (14, 1_500_000)] {
             let ms = at();
@@ -160,7 +182,12 @@ impl FilesState {
         let old = s.add_at(hb, "Old Policy.pdf", demo_bytes(18, 20_000), at());
         s.files.get_mut(&old).expect("just added").trashed = true;
 
-        s.add_at(ct, "Acme - Master Services Agreement.pdf", demo_bytes(21, 800_000), at());
+        s.add_at(
+            ct,
+            "Acme - Master Services Agreement.pdf",
+            demo_bytes(21, 800_000),
+            at(),
+        );
         let nda = s.add_at(ct, "NDA template.docx", demo_bytes(22, 40_000), at());
         if let Some(f) = s.files.get_mut(&nda) {
             f.tags = vec!["template".into()];
@@ -195,7 +222,12 @@ impl FilesState {
                 trashed: false,
                 created: ms,
                 updated: ms,
-                revisions: vec![Revision { rev: 1, media_type: media_type_of(name).into(), bytes, created: ms }],
+                revisions: vec![Revision {
+                    rev: 1,
+                    media_type: media_type_of(name).into(),
+                    bytes,
+                    created: ms,
+                }],
             },
         );
         id
@@ -205,7 +237,12 @@ impl FilesState {
         if let Some(f) = self.files.get_mut(&id) {
             let rev = f.revisions.iter().map(|r| r.rev).max().unwrap_or(0) + 1;
             let media_type = f.current().media_type.clone();
-            f.revisions.push(Revision { rev, media_type, bytes, created: ms });
+            f.revisions.push(Revision {
+                rev,
+                media_type,
+                bytes,
+                created: ms,
+            });
             f.updated = ms;
         }
     }
@@ -223,17 +260,27 @@ impl FilesState {
 
     /// Bytes of one revision (tests).
     pub fn revision_bytes(&self, id: u64, rev: u64) -> Option<&[u8]> {
-        self.files.get(&id)?.revisions.iter().find(|r| r.rev == rev).map(|r| r.bytes.as_slice())
+        self.files
+            .get(&id)?
+            .revisions
+            .iter()
+            .find(|r| r.rev == rev)
+            .map(|r| r.bytes.as_slice())
     }
 
     fn app(&self, key: &str) -> Option<&App> {
-        self.apps.iter().find(|a| a.uid == key || a.id.to_string() == key)
+        self.apps
+            .iter()
+            .find(|a| a.uid == key || a.id.to_string() == key)
     }
 
     fn object(&self, f: &FileRec, rev: Option<&Revision>, host: &str) -> Value {
         let r = rev.unwrap_or_else(|| f.current());
         let download = match rev {
-            Some(r) => format!("http://{host}/files/api/files/{}/versions/{}/download", f.id, r.rev),
+            Some(r) => format!(
+                "http://{host}/files/api/files/{}/versions/{}/download",
+                f.id, r.rev
+            ),
             None => format!("http://{host}/files/api/files/{}/download", f.id),
         };
         let mut o = json!({
@@ -264,14 +311,21 @@ impl FilesState {
 type ApiResult = Result<Response, Response>;
 
 fn host(headers: &HeaderMap) -> String {
-    headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1").to_string()
+    headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1")
+        .to_string()
 }
 
 fn authorize(emu: &Emu, headers: &HeaderMap) -> Result<(), Response> {
     if bearer_ok(headers, &emu.creds.files_api_key) {
         Ok(())
     } else {
-        Err(problem(StatusCode::UNAUTHORIZED, "missing or invalid API key"))
+        Err(problem(
+            StatusCode::UNAUTHORIZED,
+            "missing or invalid API key",
+        ))
     }
 }
 
@@ -283,34 +337,65 @@ pub fn routes() -> Router<Emu> {
     Router::new()
         .route("/api/blobs", post(upload_blob))
         .route("/api/apps/{app}", get(get_app))
-        .route("/api/apps/{app}/files", get(list_app_files).post(create_file))
+        .route(
+            "/api/apps/{app}/files",
+            get(list_app_files).post(create_file),
+        )
         .route("/api/files", get(list_all_files))
-        .route("/api/files/{id}", get(get_file).patch(update_file).delete(delete_file))
+        .route(
+            "/api/files/{id}",
+            get(get_file).patch(update_file).delete(delete_file),
+        )
         .route("/api/files/{id}/trash", post(trash_file))
         .route("/api/files/{id}/restore", post(restore_file))
         .route("/api/files/{id}/download", get(download_file))
         .route("/api/files/{id}/versions", get(list_versions))
-        .route("/api/files/{id}/versions/{rev}", get(get_version).delete(delete_version))
-        .route("/api/files/{id}/versions/{rev}/restore", post(restore_version))
-        .route("/api/files/{id}/versions/{rev}/download", get(download_version))
+        .route(
+            "/api/files/{id}/versions/{rev}",
+            get(get_version).delete(delete_version),
+        )
+        .route(
+            "/api/files/{id}/versions/{rev}/restore",
+            post(restore_version),
+        )
+        .route(
+            "/api/files/{id}/versions/{rev}/download",
+            get(download_version),
+        )
         .route("/api/posts/{id}/attachments", get(list_post_attachments))
-        .route("/api/comments/{id}/attachments", get(list_comment_attachments))
-        .route("/api/messages/{id}/attachments", get(list_message_attachments))
+        .route(
+            "/api/comments/{id}/attachments",
+            get(list_comment_attachments),
+        )
+        .route(
+            "/api/messages/{id}/attachments",
+            get(list_message_attachments),
+        )
 }
 
 async fn upload_blob(State(emu): State<Emu>, headers: HeaderMap, mut form: Multipart) -> ApiResult {
     authorize(&emu, &headers)?;
     let mut blob = None;
-    while let Some(field) = form.next_field().await.map_err(|e| problem(StatusCode::BAD_REQUEST, e.to_string()))? {
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| problem(StatusCode::BAD_REQUEST, e.to_string()))?
+    {
         if field.name() == Some("blob") {
             let name = field.file_name().unwrap_or("blob").to_string();
             let media_type = field.content_type().map(str::to_string);
-            let data = field.bytes().await.map_err(|e| problem(StatusCode::BAD_REQUEST, e.to_string()))?;
+            let data = field
+                .bytes()
+                .await
+                .map_err(|e| problem(StatusCode::BAD_REQUEST, e.to_string()))?;
             blob = Some((name, media_type, data));
         }
     }
     let Some((name, media_type, data)) = blob else {
-        return Err(problem(StatusCode::UNPROCESSABLE_ENTITY, "part 'blob' is required"));
+        return Err(problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "part 'blob' is required",
+        ));
     };
     let media_type = media_type
         .filter(|m| m != "application/octet-stream")
@@ -319,17 +404,32 @@ async fn upload_blob(State(emu): State<Emu>, headers: HeaderMap, mut form: Multi
     let id = st.next_blob;
     st.next_blob += 1;
     let size = data.len();
-    st.blobs.insert(id, Blob { id, name: name.clone(), media_type: media_type.clone(), bytes: data.to_vec() });
+    st.blobs.insert(
+        id,
+        Blob {
+            id,
+            name: name.clone(),
+            media_type: media_type.clone(),
+            bytes: data.to_vec(),
+        },
+    );
     drop(st);
     emu.persist();
-    Ok((StatusCode::CREATED, Json(json!({"id": id, "name": name, "media_type": media_type, "size": size}))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": id, "name": name, "media_type": media_type, "size": size})),
+    )
+        .into_response())
 }
 
 async fn get_app(State(emu): State<Emu>, headers: HeaderMap, Path(app): Path<String>) -> ApiResult {
     authorize(&emu, &headers)?;
     let st = emu.files.lock();
     let a = st.app(&app).ok_or_else(|| not_found("app"))?;
-    Ok(Json(json!({"id": a.id, "uid": a.uid, "name": a.name, "display_name": a.name, "type": "files"})).into_response())
+    Ok(Json(
+        json!({"id": a.id, "uid": a.uid, "name": a.name, "display_name": a.name, "type": "files"}),
+    )
+    .into_response())
 }
 
 /// The list query parameters shared by every list route.
@@ -368,7 +468,10 @@ fn list(st: &FilesState, ids: Vec<u64>, q: &ListQuery, host: &str) -> ApiResult 
         .iter()
         .filter_map(|i| st.files.get(i))
         .filter(|f| trashed.is_none_or(|t| f.trashed == t))
-        .filter(|f| q.q.as_ref().is_none_or(|s| f.name.to_lowercase().contains(&s.to_lowercase())))
+        .filter(|f| {
+            q.q.as_ref()
+                .is_none_or(|s| f.name.to_lowercase().contains(&s.to_lowercase()))
+        })
         .filter(|f| q.tag.as_ref().is_none_or(|t| f.tags.contains(t)))
         .collect();
     let order = q.order_by.clone().unwrap_or_else(|| "id".into());
@@ -377,7 +480,12 @@ fn list(st: &FilesState, ids: Vec<u64>, q: &ListQuery, host: &str) -> ApiResult 
     let desc = parts.next().is_some_and(|d| d.eq_ignore_ascii_case("desc"));
     match field.as_str() {
         "id" => files.sort_by_key(|f| f.id),
-        "name" => files.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()).then(a.id.cmp(&b.id))),
+        "name" => files.sort_by(|a, b| {
+            a.name
+                .to_lowercase()
+                .cmp(&b.name.to_lowercase())
+                .then(a.id.cmp(&b.id))
+        }),
         "updated_at" => files.sort_by_key(|f| (f.updated, f.id)),
         "size" => files.sort_by_key(|f| (f.current().bytes.len(), f.id)),
         _ => return Err(bad("order_by must be id, name, updated_at or size")),
@@ -390,26 +498,50 @@ fn list(st: &FilesState, ids: Vec<u64>, q: &ListQuery, host: &str) -> ApiResult 
         return Ok(Json(json!({"count": count})).into_response());
     }
     let skip = match q.around.as_ref().and_then(|a| a.parse::<u64>().ok()) {
-        Some(around) => files.iter().position(|f| f.id == around).map(|p| p.saturating_sub(take / 2)).unwrap_or(skip),
+        Some(around) => files
+            .iter()
+            .position(|f| f.id == around)
+            .map(|p| p.saturating_sub(take / 2))
+            .unwrap_or(skip),
         None => skip,
     };
-    let page: Vec<Value> = files.iter().skip(skip).take(take).map(|f| st.object(f, None, host)).collect();
-    let mut body = json!({"start": skip.min(count), "end": (skip + page.len()).min(count), "count": count});
+    let page: Vec<Value> = files
+        .iter()
+        .skip(skip)
+        .take(take)
+        .map(|f| st.object(f, None, host))
+        .collect();
+    let mut body =
+        json!({"start": skip.min(count), "end": (skip + page.len()).min(count), "count": count});
     if !page.is_empty() {
         body["data"] = Value::Array(page);
     }
     Ok(Json(body).into_response())
 }
 
-async fn list_app_files(State(emu): State<Emu>, headers: HeaderMap, Path(app): Path<String>, Query(q): Query<ListQuery>) -> ApiResult {
+async fn list_app_files(
+    State(emu): State<Emu>,
+    headers: HeaderMap,
+    Path(app): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult {
     authorize(&emu, &headers)?;
     let st = emu.files.lock();
     let app_id = st.app(&app).ok_or_else(|| not_found("app"))?.id;
-    let ids = st.files.values().filter(|f| f.app == Some(app_id)).map(|f| f.id).collect();
+    let ids = st
+        .files
+        .values()
+        .filter(|f| f.app == Some(app_id))
+        .map(|f| f.id)
+        .collect();
     list(&st, ids, &q, &host(&headers))
 }
 
-async fn list_all_files(State(emu): State<Emu>, headers: HeaderMap, Query(q): Query<ListQuery>) -> ApiResult {
+async fn list_all_files(
+    State(emu): State<Emu>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> ApiResult {
     authorize(&emu, &headers)?;
     let st = emu.files.lock();
     let ids = st.files.keys().copied().collect();
@@ -419,19 +551,38 @@ async fn list_all_files(State(emu): State<Emu>, headers: HeaderMap, Query(q): Qu
 fn attachments(emu: &Emu, headers: &HeaderMap, kind: &str, id: &str, q: &ListQuery) -> ApiResult {
     authorize(emu, headers)?;
     let st = emu.files.lock();
-    let ids = st.attachments.get(&format!("{kind}/{id}")).cloned().ok_or_else(|| not_found(kind.trim_end_matches('s')))?;
+    let ids = st
+        .attachments
+        .get(&format!("{kind}/{id}"))
+        .cloned()
+        .ok_or_else(|| not_found(kind.trim_end_matches('s')))?;
     list(&st, ids, q, &host(headers))
 }
 
-async fn list_post_attachments(State(emu): State<Emu>, headers: HeaderMap, Path(id): Path<String>, Query(q): Query<ListQuery>) -> ApiResult {
+async fn list_post_attachments(
+    State(emu): State<Emu>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult {
     attachments(&emu, &headers, "posts", &id, &q)
 }
 
-async fn list_comment_attachments(State(emu): State<Emu>, headers: HeaderMap, Path(id): Path<String>, Query(q): Query<ListQuery>) -> ApiResult {
+async fn list_comment_attachments(
+    State(emu): State<Emu>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult {
     attachments(&emu, &headers, "comments", &id, &q)
 }
 
-async fn list_message_attachments(State(emu): State<Emu>, headers: HeaderMap, Path(id): Path<String>, Query(q): Query<ListQuery>) -> ApiResult {
+async fn list_message_attachments(
+    State(emu): State<Emu>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult {
     attachments(&emu, &headers, "messages", &id, &q)
 }
 
@@ -445,28 +596,57 @@ struct CreateBody {
 }
 
 fn blob_id(v: &Value) -> Option<u64> {
-    v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
 }
 
-async fn create_file(State(emu): State<Emu>, headers: HeaderMap, Path(app): Path<String>, body: Option<Json<CreateBody>>) -> ApiResult {
+async fn create_file(
+    State(emu): State<Emu>,
+    headers: HeaderMap,
+    Path(app): Path<String>,
+    body: Option<Json<CreateBody>>,
+) -> ApiResult {
     authorize(&emu, &headers)?;
     let Some(Json(body)) = body else {
         return Err(problem(StatusCode::BAD_REQUEST, "a JSON body is required"));
     };
     let Some(bid) = body.blob_id.as_ref() else {
-        return Err(problem(StatusCode::UNPROCESSABLE_ENTITY, "blob_id is required"));
+        return Err(problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "blob_id is required",
+        ));
     };
-    let bid = blob_id(bid).ok_or_else(|| problem(StatusCode::UNPROCESSABLE_ENTITY, "blob_id must be an integer"))?;
+    let bid = blob_id(bid).ok_or_else(|| {
+        problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "blob_id must be an integer",
+        )
+    })?;
     let host = host(&headers);
     let mut st = emu.files.lock();
     let app_id = st.app(&app).ok_or_else(|| not_found("app"))?.id;
-    let blob = st.blobs.get(&bid).cloned().ok_or_else(|| not_found("blob"))?;
-    let name = body.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| blob.name.clone());
-    let existing = st.files.values().find(|f| f.app == Some(app_id) && !f.trashed && f.name == name).map(|f| f.id);
+    let blob = st
+        .blobs
+        .get(&bid)
+        .cloned()
+        .ok_or_else(|| not_found("blob"))?;
+    let name = body
+        .name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| blob.name.clone());
+    let existing = st
+        .files
+        .values()
+        .find(|f| f.app == Some(app_id) && !f.trashed && f.name == name)
+        .map(|f| f.id);
     let now = now_ms();
     let (id, status) = match existing {
         Some(_) if body.replace != Some(true) => {
-            return Err(problem(StatusCode::CONFLICT, format!("a file named {name:?} already exists")));
+            return Err(problem(
+                StatusCode::CONFLICT,
+                format!("a file named {name:?} already exists"),
+            ));
         }
         Some(id) => {
             st.push_revision(id, blob.bytes.clone(), now);
@@ -499,7 +679,12 @@ struct TrashedQuery {
     trashed: Option<String>,
 }
 
-async fn get_file(State(emu): State<Emu>, headers: HeaderMap, Path(id): Path<u64>, Query(q): Query<TrashedQuery>) -> ApiResult {
+async fn get_file(
+    State(emu): State<Emu>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+    Query(q): Query<TrashedQuery>,
+) -> ApiResult {
     authorize(&emu, &headers)?;
     let st = emu.files.lock();
     let f = st.files.get(&id).ok_or_else(|| not_found("file"))?;
@@ -518,7 +703,12 @@ struct UpdateBody {
     backup: Option<bool>,
 }
 
-async fn update_file(State(emu): State<Emu>, headers: HeaderMap, Path(id): Path<u64>, body: Option<Json<UpdateBody>>) -> ApiResult {
+async fn update_file(
+    State(emu): State<Emu>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+    body: Option<Json<UpdateBody>>,
+) -> ApiResult {
     authorize(&emu, &headers)?;
     let Some(Json(body)) = body else {
         return Err(problem(StatusCode::BAD_REQUEST, "a JSON body is required"));
@@ -528,17 +718,35 @@ async fn update_file(State(emu): State<Emu>, headers: HeaderMap, Path(id): Path<
     let f = st.files.get(&id).ok_or_else(|| not_found("file"))?.clone();
     if let Some(name) = &body.name {
         if name.is_empty() {
-            return Err(problem(StatusCode::UNPROCESSABLE_ENTITY, "name must not be empty"));
+            return Err(problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "name must not be empty",
+            ));
         }
-        let clash = st.files.values().any(|o| o.id != id && o.app.is_some() && o.app == f.app && !o.trashed && &o.name == name);
+        let clash = st.files.values().any(|o| {
+            o.id != id && o.app.is_some() && o.app == f.app && !o.trashed && &o.name == name
+        });
         if clash && !f.trashed {
-            return Err(problem(StatusCode::CONFLICT, format!("a file named {name:?} already exists")));
+            return Err(problem(
+                StatusCode::CONFLICT,
+                format!("a file named {name:?} already exists"),
+            ));
         }
     }
     let blob = match &body.blob_id {
         Some(v) => {
-            let bid = blob_id(v).ok_or_else(|| problem(StatusCode::UNPROCESSABLE_ENTITY, "blob_id must be an integer"))?;
-            Some(st.blobs.get(&bid).cloned().ok_or_else(|| not_found("blob"))?)
+            let bid = blob_id(v).ok_or_else(|| {
+                problem(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "blob_id must be an integer",
+                )
+            })?;
+            Some(
+                st.blobs
+                    .get(&bid)
+                    .cloned()
+                    .ok_or_else(|| not_found("blob"))?,
+            )
         }
         None => None,
     };
@@ -599,54 +807,113 @@ async fn trash_file(State(emu): State<Emu>, headers: HeaderMap, Path(id): Path<u
     set_trashed(&emu, &headers, id, true).await
 }
 
-async fn restore_file(State(emu): State<Emu>, headers: HeaderMap, Path(id): Path<u64>) -> ApiResult {
+async fn restore_file(
+    State(emu): State<Emu>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+) -> ApiResult {
     set_trashed(&emu, &headers, id, false).await
 }
 
-fn serve_bytes(emu: &Emu, method: &Method, headers: &HeaderMap, r: &Revision, modified: i64) -> Response {
+fn serve_bytes(
+    emu: &Emu,
+    method: &Method,
+    headers: &HeaderMap,
+    r: &Revision,
+    modified: i64,
+) -> Response {
     let modified = UNIX_EPOCH + Duration::from_millis(modified.max(0) as u64);
-    content::serve(emu, method, headers, Bytes::from(r.bytes.clone()), modified, &r.media_type)
+    content::serve(
+        emu,
+        method,
+        headers,
+        Bytes::from(r.bytes.clone()),
+        modified,
+        &r.media_type,
+    )
 }
 
-async fn download_file(State(emu): State<Emu>, method: Method, headers: HeaderMap, Path(id): Path<u64>) -> ApiResult {
+async fn download_file(
+    State(emu): State<Emu>,
+    method: Method,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+) -> ApiResult {
     authorize(&emu, &headers)?;
     let st = emu.files.lock();
     let f = st.files.get(&id).ok_or_else(|| not_found("file"))?;
     Ok(serve_bytes(&emu, &method, &headers, f.current(), f.updated))
 }
 
-async fn download_version(State(emu): State<Emu>, method: Method, headers: HeaderMap, Path((id, rev)): Path<(u64, u64)>) -> ApiResult {
+async fn download_version(
+    State(emu): State<Emu>,
+    method: Method,
+    headers: HeaderMap,
+    Path((id, rev)): Path<(u64, u64)>,
+) -> ApiResult {
     authorize(&emu, &headers)?;
     let st = emu.files.lock();
     let f = st.files.get(&id).ok_or_else(|| not_found("file"))?;
-    let r = f.revisions.iter().find(|r| r.rev == rev).ok_or_else(|| not_found("revision"))?;
+    let r = f
+        .revisions
+        .iter()
+        .find(|r| r.rev == rev)
+        .ok_or_else(|| not_found("revision"))?;
     Ok(serve_bytes(&emu, &method, &headers, r, r.created))
 }
 
-async fn list_versions(State(emu): State<Emu>, headers: HeaderMap, Path(id): Path<u64>) -> ApiResult {
+async fn list_versions(
+    State(emu): State<Emu>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+) -> ApiResult {
     authorize(&emu, &headers)?;
     let st = emu.files.lock();
     let f = st.files.get(&id).ok_or_else(|| not_found("file"))?;
     let host = host(&headers);
-    let data: Vec<Value> = f.revisions.iter().rev().map(|r| st.object(f, Some(r), &host)).collect();
+    let data: Vec<Value> = f
+        .revisions
+        .iter()
+        .rev()
+        .map(|r| st.object(f, Some(r), &host))
+        .collect();
     Ok(Json(json!({ "data": data })).into_response())
 }
 
-async fn get_version(State(emu): State<Emu>, headers: HeaderMap, Path((id, rev)): Path<(u64, u64)>) -> ApiResult {
+async fn get_version(
+    State(emu): State<Emu>,
+    headers: HeaderMap,
+    Path((id, rev)): Path<(u64, u64)>,
+) -> ApiResult {
     authorize(&emu, &headers)?;
     let st = emu.files.lock();
     let f = st.files.get(&id).ok_or_else(|| not_found("file"))?;
-    let r = f.revisions.iter().find(|r| r.rev == rev).ok_or_else(|| not_found("revision"))?;
+    let r = f
+        .revisions
+        .iter()
+        .find(|r| r.rev == rev)
+        .ok_or_else(|| not_found("revision"))?;
     Ok(Json(st.object(f, Some(r), &host(&headers))).into_response())
 }
 
-async fn delete_version(State(emu): State<Emu>, headers: HeaderMap, Path((id, rev)): Path<(u64, u64)>) -> ApiResult {
+async fn delete_version(
+    State(emu): State<Emu>,
+    headers: HeaderMap,
+    Path((id, rev)): Path<(u64, u64)>,
+) -> ApiResult {
     authorize(&emu, &headers)?;
     let mut st = emu.files.lock();
     let f = st.files.get_mut(&id).ok_or_else(|| not_found("file"))?;
-    let pos = f.revisions.iter().position(|r| r.rev == rev).ok_or_else(|| not_found("revision"))?;
+    let pos = f
+        .revisions
+        .iter()
+        .position(|r| r.rev == rev)
+        .ok_or_else(|| not_found("revision"))?;
     if f.revisions.len() == 1 {
-        return Err(problem(StatusCode::BAD_REQUEST, "the only revision of a file cannot be deleted"));
+        return Err(problem(
+            StatusCode::BAD_REQUEST,
+            "the only revision of a file cannot be deleted",
+        ));
     }
     f.revisions.remove(pos);
     drop(st);
@@ -654,11 +921,21 @@ async fn delete_version(State(emu): State<Emu>, headers: HeaderMap, Path((id, re
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn restore_version(State(emu): State<Emu>, headers: HeaderMap, Path((id, rev)): Path<(u64, u64)>) -> ApiResult {
+async fn restore_version(
+    State(emu): State<Emu>,
+    headers: HeaderMap,
+    Path((id, rev)): Path<(u64, u64)>,
+) -> ApiResult {
     authorize(&emu, &headers)?;
     let mut st = emu.files.lock();
     let f = st.files.get(&id).ok_or_else(|| not_found("file"))?;
-    let bytes = f.revisions.iter().find(|r| r.rev == rev).ok_or_else(|| not_found("revision"))?.bytes.clone();
+    let bytes = f
+        .revisions
+        .iter()
+        .find(|r| r.rev == rev)
+        .ok_or_else(|| not_found("revision"))?
+        .bytes
+        .clone();
     st.push_revision(id, bytes, now_ms());
     drop(st);
     emu.persist();

@@ -140,7 +140,12 @@ impl std::ops::Deref for Emu {
 }
 
 impl Emu {
-    pub fn new(dataset: Dataset, creds: Credentials, faults: Faults, persist_dir: Option<PathBuf>) -> Emu {
+    pub fn new(
+        dataset: Dataset,
+        creds: Credentials,
+        faults: Faults,
+        persist_dir: Option<PathBuf>,
+    ) -> Emu {
         let state = persist_dir
             .as_ref()
             .and_then(|d| std::fs::read_to_string(d.join("state.json")).ok())
@@ -208,7 +213,12 @@ impl Emu {
             .route("/_emulator/faults", get(get_faults).post(set_faults))
             .route("/_emulator/state", get(state));
         apis.merge(control)
-            .fallback(|| async { (StatusCode::NOT_FOUND, Json(serde_json::json!({"message": "no such route"}))) })
+            .fallback(|| async {
+                (
+                    StatusCode::NOT_FOUND,
+                    Json(serde_json::json!({"message": "no such route"})),
+                )
+            })
             .with_state(self.clone())
     }
 }
@@ -327,7 +337,11 @@ impl Drop for EmulatorHandle {
 
 /// `{"message": …}` error body of the back office and the library.
 pub fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(serde_json::json!({ "message": message.into() }))).into_response()
+    (
+        status,
+        Json(serde_json::json!({ "message": message.into() })),
+    )
+        .into_response()
 }
 
 /// RFC 7807 error body of the Files API.

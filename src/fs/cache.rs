@@ -20,7 +20,11 @@ pub struct Listing {
 
 impl Listing {
     pub fn new(entries: Vec<(String, Ino)>) -> Listing {
-        let index = entries.iter().enumerate().map(|(i, (n, _))| (n.clone(), i)).collect();
+        let index = entries
+            .iter()
+            .enumerate()
+            .map(|(i, (n, _))| (n.clone(), i))
+            .collect();
         Listing {
             entries,
             index,

@@ -175,7 +175,11 @@ impl BridgeFs {
         let (size, perm, nlink) = match e.kind {
             Kind::Dir => (4096, if e.writable { 0o755 } else { 0o555 }, 2),
             Kind::File => (
-                node.local.as_ref().map(|l| l.size()).or(e.size).unwrap_or(0),
+                node.local
+                    .as_ref()
+                    .map(|l| l.size())
+                    .or(e.size)
+                    .unwrap_or(0),
                 if e.writable { 0o644 } else { 0o444 },
                 1,
             ),
@@ -239,7 +243,12 @@ impl BridgeFs {
     }
 
     fn install_listing(&self, dir: Ino, bidx: usize, entries: Vec<Entry>) {
-        let names = names::assign(&entries.iter().map(|e| (e.name.as_str(), e.id.as_str())).collect::<Vec<_>>());
+        let names = names::assign(
+            &entries
+                .iter()
+                .map(|e| (e.name.as_str(), e.id.as_str()))
+                .collect::<Vec<_>>(),
+        );
         let mut st = self.state.lock();
         let in_view = {
             let node = st.table.get(dir);
@@ -338,7 +347,10 @@ impl BridgeFs {
         let needs_stat = {
             let st = self.state.lock();
             let node = st.table.get(ino).ok_or(FsError::NotFound)?;
-            node.entry.kind == Kind::File && node.local.is_none() && node.entry.size.is_none() && node.is_remote()
+            node.entry.kind == Kind::File
+                && node.local.is_none()
+                && node.entry.size.is_none()
+                && node.is_remote()
         };
         if needs_stat {
             let (_, backend, entry) = self.remote_of(ino)?;
@@ -383,7 +395,12 @@ impl BridgeFs {
     }
 
     /// chmod/chown/utimens succeed without remote effect; a size truncates.
-    pub async fn setattr(self: &Arc<Self>, ino: Ino, size: Option<u64>, fh: Option<u64>) -> FsResult<Attr> {
+    pub async fn setattr(
+        self: &Arc<Self>,
+        ino: Ino,
+        size: Option<u64>,
+        fh: Option<u64>,
+    ) -> FsResult<Attr> {
         if let Some(size) = size {
             let (is_dir, writable) = {
                 let st = self.state.lock();
@@ -430,17 +447,30 @@ impl BridgeFs {
         }
         let parent = node.parent;
         let mut items = vec![
-            DirItem { name: ".".into(), attr: Self::attr_locked(&st, ino)? },
-            DirItem { name: "..".into(), attr: Self::attr_locked(&st, parent)? },
+            DirItem {
+                name: ".".into(),
+                attr: Self::attr_locked(&st, ino)?,
+            },
+            DirItem {
+                name: "..".into(),
+                attr: Self::attr_locked(&st, parent)?,
+            },
         ];
         let children: Vec<(String, Ino)> = if ino == ROOT {
             self.mounts
                 .iter()
                 .enumerate()
-                .filter_map(|(b, m)| st.table.by_key(b, &m.backend.root()).map(|i| (m.name.clone(), i)))
+                .filter_map(|(b, m)| {
+                    st.table
+                        .by_key(b, &m.backend.root())
+                        .map(|i| (m.name.clone(), i))
+                })
                 .collect()
         } else {
-            st.cache.any(ino).map(|l| l.entries.clone()).unwrap_or_default()
+            st.cache
+                .any(ino)
+                .map(|l| l.entries.clone())
+                .unwrap_or_default()
         };
         for (name, child) in children {
             if let Ok(attr) = Self::attr_locked(&st, child) {
@@ -482,7 +512,9 @@ impl BridgeFs {
         }
         let entry = backend.mkdir(&dir.key, &names::to_remote(name)).await?;
         let mut st = self.state.lock();
-        let ino = st.table.upsert(bidx, parent, name.to_string(), entry, false);
+        let ino = st
+            .table
+            .upsert(bidx, parent, name.to_string(), entry, false);
         if let Some(l) = st.cache.any(parent) {
             l.insert(name.to_string(), ino);
         }
@@ -500,7 +532,13 @@ impl BridgeFs {
             return Err(FsError::NotDir);
         }
         self.ensure_listing(ino).await?;
-        if self.state.lock().cache.any(ino).is_some_and(|l| !l.entries.is_empty()) {
+        if self
+            .state
+            .lock()
+            .cache
+            .any(ino)
+            .is_some_and(|l| !l.entries.is_empty())
+        {
             return Err(FsError::NotEmpty);
         }
         let (_, _, dir) = self.remote_of(parent)?;
@@ -523,7 +561,14 @@ impl BridgeFs {
         st.next_fh += 1;
         st.handles.insert(
             fh,
-            Handle::File(FileHandle { ino, write, append, wrote, pid, pattern: ReadPattern::default() }),
+            Handle::File(FileHandle {
+                ino,
+                write,
+                append,
+                wrote,
+                pid,
+                pattern: ReadPattern::default(),
+            }),
         );
         if let Some(n) = st.table.get_mut(ino) {
             n.open_handles += 1;
@@ -556,7 +601,13 @@ impl BridgeFs {
         Ok(self.new_handle(ino, write, flags & libc::O_APPEND != 0, trunc, pid))
     }
 
-    pub async fn create(&self, parent: Ino, name: &str, flags: i32, pid: u32) -> FsResult<(Attr, u64)> {
+    pub async fn create(
+        &self,
+        parent: Ino,
+        name: &str,
+        flags: i32,
+        pid: u32,
+    ) -> FsResult<(Attr, u64)> {
         names::check_local(name)?;
         if parent == ROOT {
             return Err(FsError::NotPermitted);
@@ -595,7 +646,9 @@ impl BridgeFs {
         };
         let ino = {
             let mut st = self.state.lock();
-            let ino = st.table.insert_local(bidx, parent, name.to_string(), entry, local);
+            let ino = st
+                .table
+                .insert_local(bidx, parent, name.to_string(), entry, local);
             st.locals.insert(ino);
             if let Some(l) = st.cache.any(parent) {
                 l.insert(name.to_string(), ino);
@@ -615,12 +668,24 @@ impl BridgeFs {
     /// The spool of a file, created (and filled from the remote unless the
     /// content is about to be truncated) on first use.
     async fn ensure_local(&self, ino: Ino, empty: bool) -> FsResult<Arc<LocalFile>> {
-        if let Some(l) = self.state.lock().table.get(ino).and_then(|n| n.local.clone()) {
+        if let Some(l) = self
+            .state
+            .lock()
+            .table
+            .get(ino)
+            .and_then(|n| n.local.clone())
+        {
             return Ok(l);
         }
         let lock = self.lock_for(ino);
         let _guard = lock.lock().await;
-        if let Some(l) = self.state.lock().table.get(ino).and_then(|n| n.local.clone()) {
+        if let Some(l) = self
+            .state
+            .lock()
+            .table
+            .get(ino)
+            .and_then(|n| n.local.clone())
+        {
             return Ok(l);
         }
         let local = Arc::new(self.spool.create()?);
@@ -676,13 +741,29 @@ impl BridgeFs {
             None => {
                 let attr = self.fresh_attr(ino).await?;
                 let (_, backend, entry) = self.remote_of(ino)?;
-                let version = self.state.lock().table.get(ino).map(|n| n.content_version).unwrap_or(0);
+                let version = self
+                    .state
+                    .lock()
+                    .table
+                    .get(ino)
+                    .map(|n| n.content_version)
+                    .unwrap_or(0);
                 self.blocks
-                    .read(&backend, &entry, version, attr.size, pattern, offset, size as u64)
+                    .read(
+                        &backend,
+                        &entry,
+                        version,
+                        attr.size,
+                        pattern,
+                        offset,
+                        size as u64,
+                    )
                     .await?
             }
         };
-        self.counters.bytes_read.fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.counters
+            .bytes_read
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
         Ok(data)
     }
 
@@ -696,13 +777,19 @@ impl BridgeFs {
                 }
                 _ => return Err(FsError::BadHandle),
             };
-            let local = st.table.get(ino).and_then(|n| n.local.clone()).ok_or(FsError::BadHandle)?;
+            let local = st
+                .table
+                .get(ino)
+                .and_then(|n| n.local.clone())
+                .ok_or(FsError::BadHandle)?;
             (local, append)
         };
         let offset = if append { local.size() } else { offset };
         local.write_at(offset, data)?;
         self.touch(ino);
-        self.counters.bytes_written.fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.counters
+            .bytes_written
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
         Ok(data.len() as u32)
     }
 
@@ -730,7 +817,9 @@ impl BridgeFs {
 
     pub async fn release(self: &Arc<Self>, ino: Ino, fh: u64) {
         let handle = self.state.lock().handles.remove(&fh);
-        let Some(Handle::File(h)) = handle else { return };
+        let Some(Handle::File(h)) = handle else {
+            return;
+        };
         if let Some(n) = self.state.lock().table.get_mut(ino) {
             n.open_handles = n.open_handles.saturating_sub(1);
         }
@@ -745,9 +834,13 @@ impl BridgeFs {
     /// Drops the spool of a file that is in sync and no longer open.
     fn release_local_if_idle(&self, ino: Ino) {
         let mut st = self.state.lock();
-        let Some(node) = st.table.get_mut(ino) else { return };
+        let Some(node) = st.table.get_mut(ino) else {
+            return;
+        };
         let idle = node.open_handles == 0 && node.is_remote();
-        let Some(local) = node.local.clone() else { return };
+        let Some(local) = node.local.clone() else {
+            return;
+        };
         if idle && !local.dirty() {
             node.local = None;
             node.content_version += 1;
@@ -760,7 +853,13 @@ impl BridgeFs {
     /// first, then one upload; on failure the spool and the record stay and
     /// a background retry starts.
     pub async fn commit(self: &Arc<Self>, ino: Ino) -> FsResult<()> {
-        let Some(local) = self.state.lock().table.get(ino).and_then(|n| n.local.clone()) else {
+        let Some(local) = self
+            .state
+            .lock()
+            .table
+            .get(ino)
+            .and_then(|n| n.local.clone())
+        else {
             return Ok(());
         };
         let _upload = local.upload.lock().await;
@@ -806,7 +905,9 @@ impl BridgeFs {
                 Ok(())
             }
             Err(e) => {
-                self.counters.upload_failures.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .upload_failures
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::error!(path = %record.display_path, error = %e, "upload failed; the bytes stay spooled and journaled and will be retried");
                 self.spawn_retry(ino);
                 Err(e)
@@ -825,7 +926,9 @@ impl BridgeFs {
                 tokio::time::sleep(delay).await;
                 let alive = {
                     let st = fs.state.lock();
-                    st.table.get(ino).is_some_and(|n| !n.gone && n.local.as_ref().is_some_and(|l| l.dirty()))
+                    st.table
+                        .get(ino)
+                        .is_some_and(|n| !n.gone && n.local.as_ref().is_some_and(|l| l.dirty()))
                 };
                 if !alive {
                     break;
@@ -847,7 +950,12 @@ impl BridgeFs {
         if entry.kind == Kind::Dir {
             return Err(FsError::IsDir);
         }
-        let is_remote = self.state.lock().table.get(ino).is_some_and(|n| n.is_remote());
+        let is_remote = self
+            .state
+            .lock()
+            .table
+            .get(ino)
+            .is_some_and(|n| n.is_remote());
         if is_remote {
             let (_, _, dir) = self.remote_of(parent)?;
             backend.remove(&dir.key, &entry).await?;
@@ -867,7 +975,14 @@ impl BridgeFs {
         Ok(())
     }
 
-    pub async fn rename(&self, parent: Ino, name: &str, newparent: Ino, newname: &str, flags: u32) -> FsResult<()> {
+    pub async fn rename(
+        &self,
+        parent: Ino,
+        name: &str,
+        newparent: Ino,
+        newname: &str,
+        flags: u32,
+    ) -> FsResult<()> {
         names::check_local(newname)?;
         if parent == ROOT || newparent == ROOT {
             return Err(FsError::NotPermitted);
@@ -900,7 +1015,13 @@ impl BridgeFs {
                     (Kind::File, Kind::Dir) => return Err(FsError::IsDir),
                     (Kind::Dir, Kind::Dir) => {
                         self.ensure_listing(t).await?;
-                        if self.state.lock().cache.any(t).is_some_and(|l| !l.entries.is_empty()) {
+                        if self
+                            .state
+                            .lock()
+                            .cache
+                            .any(t)
+                            .is_some_and(|l| !l.entries.is_empty())
+                        {
                             return Err(FsError::NotEmpty);
                         }
                     }
@@ -922,7 +1043,17 @@ impl BridgeFs {
             None => None,
         };
         let new_entry = if src_remote {
-            Some(backend.rename(&entry, &from_dir.key, &to_dir.key, &names::to_remote(newname), target_entry.as_ref()).await?)
+            Some(
+                backend
+                    .rename(
+                        &entry,
+                        &from_dir.key,
+                        &to_dir.key,
+                        &names::to_remote(newname),
+                        target_entry.as_ref(),
+                    )
+                    .await?,
+            )
         } else {
             // Not uploaded yet: a local move; a replaced remote target is
             // removed now, the new bytes go up on close.
@@ -1040,9 +1171,14 @@ impl BridgeFs {
             .mounts
             .iter()
             .find(|m| m.name == rec.backend)
-            .ok_or_else(|| FsError::Io(format!("backend {} is no longer configured", rec.backend)))?;
+            .ok_or_else(|| {
+                FsError::Io(format!("backend {} is no longer configured", rec.backend))
+            })?;
         if !rec.spool.exists() {
-            return Err(FsError::Io(format!("spool file {} is missing", rec.spool.display())));
+            return Err(FsError::Io(format!(
+                "spool file {} is missing",
+                rec.spool.display()
+            )));
         }
         let listing = m.backend.list(&rec.dir_key).await?;
         // The object it replaces: by key, else by name (an upload that did
@@ -1050,8 +1186,14 @@ impl BridgeFs {
         let existing = listing
             .iter()
             .find(|e| Some(&e.key) == rec.existing_key.as_ref())
-            .or_else(|| listing.iter().find(|e| e.kind == Kind::File && e.name == rec.name));
-        m.backend.upload(&rec.dir_key, &rec.name, existing, &rec.spool).await?;
+            .or_else(|| {
+                listing
+                    .iter()
+                    .find(|e| e.kind == Kind::File && e.name == rec.name)
+            });
+        m.backend
+            .upload(&rec.dir_key, &rec.name, existing, &rec.spool)
+            .await?;
         Ok(())
     }
 
@@ -1063,7 +1205,11 @@ impl BridgeFs {
             st.locals
                 .iter()
                 .copied()
-                .filter(|i| st.table.get(*i).is_some_and(|n| !n.gone && n.local.as_ref().is_some_and(|l| l.dirty())))
+                .filter(|i| {
+                    st.table
+                        .get(*i)
+                        .is_some_and(|n| !n.gone && n.local.as_ref().is_some_and(|l| l.dirty()))
+                })
                 .collect()
         };
         if dirty.is_empty() {
@@ -1082,11 +1228,18 @@ impl BridgeFs {
             let st = self.state.lock();
             dirty
                 .iter()
-                .filter(|i| st.table.get(**i).is_some_and(|n| n.local.as_ref().is_some_and(|l| l.dirty())))
+                .filter(|i| {
+                    st.table
+                        .get(**i)
+                        .is_some_and(|n| n.local.as_ref().is_some_and(|l| l.dirty()))
+                })
                 .count()
         };
         if left > 0 {
-            tracing::warn!(files = left, "files not uploaded before exit stay in the journal for the next start");
+            tracing::warn!(
+                files = left,
+                "files not uploaded before exit stay in the journal for the next start"
+            );
         }
         left
     }
@@ -1113,7 +1266,10 @@ impl BridgeFs {
     pub fn journal_dirty(&self) {
         let st = self.state.lock();
         for ino in &st.locals {
-            let dirty = st.table.get(*ino).is_some_and(|n| !n.gone && n.local.as_ref().is_some_and(|l| l.dirty()));
+            let dirty = st
+                .table
+                .get(*ino)
+                .is_some_and(|n| !n.gone && n.local.as_ref().is_some_and(|l| l.dirty()));
             if let Some(rec) = self.pending_record(&st, *ino).filter(|_| dirty) {
                 if let Err(e) = self.journal.record(&rec) {
                     tracing::error!(path = %rec.display_path, error = %e, "cannot journal pending upload");
@@ -1148,17 +1304,27 @@ const UPLOAD_ATTEMPTS: u32 = 3;
 /// transient failure the directory is re-read, and a file of that name that
 /// the failed call created after all is adopted instead of uploading twice.
 /// Replacing uploads are not repeated here (their background retry is).
-async fn upload_informed(backend: &Arc<dyn Backend>, rec: &PendingUpload, existing: Option<&Entry>) -> FsResult<Entry> {
+async fn upload_informed(
+    backend: &Arc<dyn Backend>,
+    rec: &PendingUpload,
+    existing: Option<&Entry>,
+) -> FsResult<Entry> {
     let mut attempt = 1;
     loop {
-        match backend.upload(&rec.dir_key, &rec.name, existing, &rec.spool).await {
+        match backend
+            .upload(&rec.dir_key, &rec.name, existing, &rec.spool)
+            .await
+        {
             Ok(e) => return Ok(e),
             Err(e) if attempt < UPLOAD_ATTEMPTS && existing.is_none() && is_transient(&e) => {
                 tracing::warn!(path = %rec.display_path, error = %e, attempt, "upload failed; re-reading the folder before trying again");
                 tokio::time::sleep(Duration::from_millis(200 * attempt as u64)).await;
                 attempt += 1;
                 if let Ok(list) = backend.list(&rec.dir_key).await {
-                    if let Some(found) = list.into_iter().find(|x| x.kind == Kind::File && x.name == rec.name) {
+                    if let Some(found) = list
+                        .into_iter()
+                        .find(|x| x.kind == Kind::File && x.name == rec.name)
+                    {
                         return Ok(found);
                     }
                 }
@@ -1202,21 +1368,24 @@ async fn fill_sizes(backend: &Arc<dyn Backend>, entries: &mut [Entry]) {
     if missing.is_empty() {
         return;
     }
-    let results: Vec<(usize, FsResult<Entry>)> = futures::stream::iter(missing.into_iter().map(|i| {
-        let backend = backend.clone();
-        let e = entries[i].clone();
-        async move { (i, backend.stat(&e).await) }
-    }))
-    .buffer_unordered(STAT_CONCURRENCY)
-    .collect()
-    .await;
+    let results: Vec<(usize, FsResult<Entry>)> =
+        futures::stream::iter(missing.into_iter().map(|i| {
+            let backend = backend.clone();
+            let e = entries[i].clone();
+            async move { (i, backend.stat(&e).await) }
+        }))
+        .buffer_unordered(STAT_CONCURRENCY)
+        .collect()
+        .await;
     for (i, r) in results {
         match r {
             Ok(fresh) => {
                 entries[i].size = fresh.size;
                 entries[i].mtime = fresh.mtime.or(entries[i].mtime);
             }
-            Err(e) => tracing::warn!(name = %entries[i].name, error = %e, "no size for listed file"),
+            Err(e) => {
+                tracing::warn!(name = %entries[i].name, error = %e, "no size for listed file")
+            }
         }
     }
 }

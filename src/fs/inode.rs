@@ -126,7 +126,14 @@ impl InodeTable {
 
     /// Finds the node of a remote object or creates one; updates what the
     /// remote says of it (name, parent, attributes).
-    pub fn upsert(&mut self, backend: usize, parent: Ino, name: String, entry: Entry, hidden: bool) -> Ino {
+    pub fn upsert(
+        &mut self,
+        backend: usize,
+        parent: Ino,
+        name: String,
+        entry: Entry,
+        hidden: bool,
+    ) -> Ino {
         if let Some(ino) = self.by_key(backend, &entry.key) {
             let version = self.next_version + 1;
             let node = self.nodes.get_mut(&ino).expect("indexed node exists");
@@ -175,7 +182,9 @@ impl InodeTable {
     /// the object, or a restore out of a view).
     pub fn rebind(&mut self, ino: Ino, entry: Entry) {
         let version = self.bump_version();
-        let Some(node) = self.nodes.get_mut(&ino) else { return };
+        let Some(node) = self.nodes.get_mut(&ino) else {
+            return;
+        };
         let Some(backend) = node.backend else { return };
         let old = (backend, node.entry.key.clone());
         if self.by_key.get(&old) == Some(&ino) {
@@ -217,7 +226,14 @@ impl InodeTable {
     }
 
     /// Inserts a node for a local-only file.
-    pub fn insert_local(&mut self, backend: usize, parent: Ino, name: String, entry: Entry, local: Arc<LocalFile>) -> Ino {
+    pub fn insert_local(
+        &mut self,
+        backend: usize,
+        parent: Ino,
+        name: String,
+        entry: Entry,
+        local: Arc<LocalFile>,
+    ) -> Ino {
         let ino = self.upsert(backend, parent, name, entry, false);
         self.nodes.get_mut(&ino).expect("just inserted").local = Some(local);
         ino

@@ -64,15 +64,22 @@ impl Journal {
     /// Every record on disk (unreadable ones are logged and skipped).
     pub fn pending(&self) -> Vec<PendingUpload> {
         let mut out = Vec::new();
-        let Ok(rd) = std::fs::read_dir(&self.dir) else { return out };
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return out;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.extension().and_then(|x| x.to_str()) != Some("json") {
                 continue;
             }
-            match std::fs::read(&p).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+            match std::fs::read(&p)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+            {
                 Ok(rec) => out.push(rec),
-                Err(e) => tracing::error!(path = %p.display(), error = %e, "unreadable journal record"),
+                Err(e) => {
+                    tracing::error!(path = %p.display(), error = %e, "unreadable journal record")
+                }
             }
         }
         out.sort_by(|a: &PendingUpload, b| a.id.cmp(&b.id));

@@ -74,7 +74,14 @@ impl BlockCache {
 
     /// The block, from the cache, from a fetch already under way, or by
     /// starting one.
-    fn block(self: &Arc<Self>, backend: &Arc<dyn Backend>, entry: &Entry, version: u64, idx: u64, size: u64) -> Fetch {
+    fn block(
+        self: &Arc<Self>,
+        backend: &Arc<dyn Backend>,
+        entry: &Entry,
+        version: u64,
+        idx: u64,
+        size: u64,
+    ) -> Fetch {
         let id = (version, idx);
         let mut inner = self.inner.lock();
         if let Some(b) = inner.lru.get(&id) {
@@ -130,7 +137,9 @@ impl BlockCache {
                 let _ = f.await;
             });
         }
-        let fetches: Vec<Fetch> = (first..=last).map(|i| self.block(backend, entry, version, i, size)).collect();
+        let fetches: Vec<Fetch> = (first..=last)
+            .map(|i| self.block(backend, entry, version, i, size))
+            .collect();
         let blocks = futures::future::try_join_all(fetches).await?;
         let mut out = BytesMut::with_capacity((end - offset) as usize);
         for (i, b) in blocks.iter().enumerate() {

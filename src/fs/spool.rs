@@ -26,7 +26,11 @@ impl Spool {
     pub fn create(&self) -> FsResult<LocalFile> {
         let id = format!("{:016x}{:08x}", rand::random::<u64>(), std::process::id());
         let path = self.dir.join(&id);
-        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
         Ok(LocalFile {
             id,
             path,

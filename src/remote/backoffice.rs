@@ -1,1 +1,450 @@
-//! Typed client of the backoffice API (stub).
+//! Typed client of the back-office API (API-CONTRACT.md §1): client files
+//! and folders, the shared folder tree and its group permissions. The Bearer
+//! token is read from a file and re-read once on 401. Knows nothing of the
+//! filesystem.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+use reqwest::header::{ACCEPT, ACCEPT_LANGUAGE};
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use url::Url;
+
+use super::http::{join, Auth, Call, HttpClient, Retry};
+use super::{RemoteError, RemoteResult};
+
+/// Items per list page.
+pub const PAGE: usize = 100;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClientFile {
+    pub id: u64,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The stored path, e.g. `y/1662913861_file.pdf`.
+    #[serde(default)]
+    pub file: Option<String>,
+    #[serde(default, rename = "directoryId")]
+    pub directory_id: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Folder {
+    pub id: u64,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, rename = "directoryId")]
+    pub directory_id: Option<u64>,
+    #[serde(default, rename = "createdAt")]
+    pub created_at: Option<String>,
+    #[serde(default, rename = "updatedAt")]
+    pub updated_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GroupAccess {
+    pub id: u64,
+    #[serde(default)]
+    pub caption: Option<String>,
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+/// Size and time of a client file's content, from `HEAD`.
+#[derive(Debug, Clone, Copy)]
+pub struct ContentInfo {
+    pub size: Option<u64>,
+    pub modified: Option<SystemTime>,
+}
+
+/// The pre-issued token, re-read from its file after a 401.
+struct TokenFile {
+    path: PathBuf,
+    token: RwLock<String>,
+}
+
+#[async_trait::async_trait]
+impl Auth for TokenFile {
+    async fn authorization(&self) -> RemoteResult<Option<String>> {
+        Ok(Some(format!("Bearer {}", self.token.read())))
+    }
+    async fn refresh(&self) -> RemoteResult<bool> {
+        let fresh = crate::config::read_secret(&self.path)
+            .map_err(|e| RemoteError::Local(format!("cannot read {}: {e}", self.path.display())))?;
+        let mut t = self.token.write();
+        let changed = *t != fresh;
+        *t = fresh;
+        Ok(changed)
+    }
+}
+
+#[derive(Clone)]
+pub struct BackofficeClient {
+    http: HttpClient,
+    base: Url,
+    language: String,
+    content_url: String,
+    auth: Arc<TokenFile>,
+}
+
+/// A list answer: `{"total", "data"}` or a bare array.
+fn items<T: DeserializeOwned>(v: Value) -> RemoteResult<Vec<T>> {
+    let list = match v {
+        Value::Array(a) => a,
+        Value::Object(mut o) => match o.remove("data") {
+            Some(Value::Array(a)) => a,
+            _ => Vec::new(),
+        },
+        _ => {
+            return Err(RemoteError::Decode(
+                "a list is neither an array nor an envelope".into(),
+            ))
+        }
+    };
+    list.into_iter()
+        .map(|i| serde_json::from_value(i).map_err(|e| RemoteError::Decode(e.to_string())))
+        .collect()
+}
+
+impl BackofficeClient {
+    pub fn new(
+        http: HttpClient,
+        base_url: &str,
+        token_file: &Path,
+        content_url: &str,
+        language: &str,
+    ) -> Result<BackofficeClient, String> {
+        let base =
+            Url::parse(base_url).map_err(|e| format!("backoffice.base_url {base_url:?}: {e}"))?;
+        let token = crate::config::read_secret(token_file)
+            .map_err(|e| format!("backoffice.token_file {}: {e}", token_file.display()))?;
+        Ok(BackofficeClient {
+            http,
+            base,
+            language: language.to_string(),
+            content_url: content_url.to_string(),
+            auth: Arc::new(TokenFile {
+                path: token_file.to_path_buf(),
+                token: RwLock::new(token),
+            }),
+        })
+    }
+
+    fn call(&self, endpoint: &'static str, method: Method, path: &str) -> RemoteResult<Call> {
+        Ok(Call::new(endpoint, method, join(&self.base, path)?)
+            .header(ACCEPT, "application/json")
+            .header(ACCEPT_LANGUAGE, &self.language))
+    }
+
+    async fn json<T: DeserializeOwned>(&self, call: Call) -> RemoteResult<T> {
+        self.http.json(&call, self.auth.as_ref()).await
+    }
+
+    async fn send(&self, call: Call) -> RemoteResult<()> {
+        self.http.send(&call, self.auth.as_ref()).await.map(|_| ())
+    }
+
+    /// Every page of a `limit`/`offset` list; a short page ends it.
+    async fn list_all<T: DeserializeOwned>(
+        &self,
+        endpoint: &'static str,
+        path: &str,
+        filters: &[(&str, String)],
+    ) -> RemoteResult<Vec<T>> {
+        let mut out = Vec::new();
+        let mut offset = 0;
+        loop {
+            let mut call = self
+                .call(endpoint, Method::GET, path)?
+                .query("limit", PAGE)
+                .query("offset", offset);
+            for (k, v) in filters {
+                call = call.query(k, v);
+            }
+            let page: Vec<T> = items(self.json(call).await?)?;
+            let n = page.len();
+            out.extend(page);
+            if n < PAGE {
+                return Ok(out);
+            }
+            offset += n;
+        }
+    }
+
+    /// A client's files: all of them (`None`), or those of one folder.
+    pub async fn list_files(
+        &self,
+        client: u64,
+        directory: Option<u64>,
+    ) -> RemoteResult<Vec<ClientFile>> {
+        let filters: Vec<(&str, String)> = directory
+            .map(|d| ("filter[directoryId]", d.to_string()))
+            .into_iter()
+            .collect();
+        self.list_all(
+            "backoffice.list_files",
+            &format!("/api/v2/clients/{client}/files"),
+            &filters,
+        )
+        .await
+    }
+
+    /// Whether a client exists (one cheap list call; 404 means no).
+    pub async fn client_exists(&self, client: u64) -> RemoteResult<bool> {
+        let call = self
+            .call(
+                "backoffice.list_files",
+                Method::GET,
+                &format!("/api/v2/clients/{client}/files"),
+            )?
+            .query("limit", 1);
+        match self.http.send(&call, self.auth.as_ref()).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Multipart upload: `file` (bytes with `filename`), `caption`,
+    /// `directoryId` (left out at the client root).
+    pub async fn upload_file(
+        &self,
+        client: u64,
+        content: &Path,
+        filename: &str,
+        caption: &str,
+        directory: Option<u64>,
+    ) -> RemoteResult<ClientFile> {
+        let (path, filename, caption) = (
+            content.to_path_buf(),
+            filename.to_string(),
+            caption.to_string(),
+        );
+        let factory = Arc::new(move || {
+            let bytes = std::fs::read(&path)
+                .map_err(|e| RemoteError::Local(format!("spool {}: {e}", path.display())))?;
+            let mut form = reqwest::multipart::Form::new()
+                .part(
+                    "file",
+                    reqwest::multipart::Part::bytes(bytes).file_name(filename.clone()),
+                )
+                .text("caption", caption.clone());
+            if let Some(d) = directory {
+                form = form.text("directoryId", d.to_string());
+            }
+            Ok(form)
+        });
+        let call = self
+            .call(
+                "backoffice.upload_file",
+                Method::POST,
+                &format!("/api/v2/clients/{client}/files"),
+            )?
+            .multipart(factory);
+        self.json(call).await
+    }
+
+    /// Renames and/or moves a client file (`directory`: `Some(None)` is the
+    /// client root).
+    pub async fn update_file(
+        &self,
+        client: u64,
+        id: u64,
+        caption: Option<&str>,
+        directory: Option<Option<u64>>,
+    ) -> RemoteResult<ClientFile> {
+        let mut body = json!({});
+        if let Some(c) = caption {
+            body["caption"] = json!(c);
+        }
+        if let Some(d) = directory {
+            body["directoryId"] = json!(d);
+        }
+        self.json(
+            self.call(
+                "backoffice.update_file",
+                Method::PATCH,
+                &format!("/api/v2/clients/{client}/files/{id}"),
+            )?
+            .json(body),
+        )
+        .await
+    }
+
+    pub async fn delete_file(&self, client: u64, id: u64) -> RemoteResult<()> {
+        self.send(self.call(
+            "backoffice.delete_file",
+            Method::DELETE,
+            &format!("/api/v2/clients/{client}/files/{id}"),
+        )?)
+        .await
+    }
+
+    fn content_path(&self, client: u64, file: &ClientFile) -> String {
+        self.content_url
+            .replace("{clientId}", &client.to_string())
+            .replace("{fileId}", &file.id.to_string())
+            .replace("{file}", file.file.as_deref().unwrap_or(""))
+    }
+
+    /// The content URL of a file (for `user.bridgefs.url`).
+    pub fn content_url(&self, client: u64, file: &ClientFile) -> String {
+        join(&self.base, &self.content_path(client, file))
+            .map(|u| u.to_string())
+            .unwrap_or_default()
+    }
+
+    /// `HEAD` of the content: size and time.
+    pub async fn head_content(&self, client: u64, file: &ClientFile) -> RemoteResult<ContentInfo> {
+        let call = self.call(
+            "backoffice.head_content",
+            Method::HEAD,
+            &self.content_path(client, file),
+        )?;
+        let resp = self.http.send(&call, self.auth.as_ref()).await?;
+        Ok(ContentInfo {
+            size: resp.content_length(),
+            modified: resp.last_modified(),
+        })
+    }
+
+    pub async fn read_content(
+        &self,
+        client: u64,
+        file: &ClientFile,
+        offset: u64,
+        len: u64,
+    ) -> RemoteResult<Bytes> {
+        let call = self.call(
+            "backoffice.download",
+            Method::GET,
+            &self.content_path(client, file),
+        )?;
+        self.http
+            .get_range(&call, self.auth.as_ref(), offset, len)
+            .await
+    }
+
+    /// A client's own folders (**assumption**: this route exists).
+    pub async fn list_client_folders(&self, client: u64) -> RemoteResult<Vec<Folder>> {
+        self.list_all(
+            "backoffice.list_client_folders",
+            &format!("/api/v2/clients/{client}/folders"),
+            &[],
+        )
+        .await
+    }
+
+    pub async fn create_client_folder(
+        &self,
+        client: u64,
+        caption: &str,
+        parent: Option<u64>,
+    ) -> RemoteResult<Folder> {
+        let mut body = json!({ "caption": caption });
+        if let Some(p) = parent {
+            body["directoryId"] = json!(p);
+        }
+        self.json(
+            self.call(
+                "backoffice.create_client_folder",
+                Method::POST,
+                &format!("/api/v2/clients/{client}/folders"),
+            )?
+            .json(body),
+        )
+        .await
+    }
+
+    pub async fn rename_client_folder(
+        &self,
+        client: u64,
+        id: u64,
+        caption: &str,
+    ) -> RemoteResult<Folder> {
+        let call = self.call(
+            "backoffice.rename_client_folder",
+            Method::PUT,
+            &format!("/api/v2/clients/{client}/folders/{id}"),
+        )?;
+        self.json(call.json(json!({ "caption": caption }))).await
+    }
+
+    pub async fn delete_client_folder(&self, client: u64, id: u64) -> RemoteResult<()> {
+        self.send(self.call(
+            "backoffice.delete_client_folder",
+            Method::DELETE,
+            &format!("/api/v2/clients/{client}/folders/{id}"),
+        )?)
+        .await
+    }
+
+    /// The folder tree shared by all clients, flat.
+    pub async fn list_shared(&self) -> RemoteResult<Vec<Folder>> {
+        self.list_all("backoffice.list_shared", "/api/v2/folders", &[])
+            .await
+    }
+
+    pub async fn add_shared(&self, name: &str) -> RemoteResult<Folder> {
+        self.json(
+            self.call("backoffice.add_shared", Method::POST, "/api/v2/folders")?
+                .json(json!({ "name": name })),
+        )
+        .await
+    }
+
+    /// Adds a subfolder; the API answers 204 without the new id.
+    pub async fn add_subdirectory(&self, parent: u64, name: &str) -> RemoteResult<()> {
+        let call = self.call(
+            "backoffice.add_subdirectory",
+            Method::POST,
+            &format!("/api/v2/folders/{parent}/addSubdirectory"),
+        )?;
+        self.send(call.json(json!({ "name": name }))).await
+    }
+
+    pub async fn rename_shared(&self, id: u64, name: &str) -> RemoteResult<()> {
+        self.send(
+            self.call(
+                "backoffice.rename_shared",
+                Method::PUT,
+                &format!("/api/v2/folders/{id}"),
+            )?
+            .json(json!({ "name": name })),
+        )
+        .await
+    }
+
+    pub async fn groups(&self, folder: u64) -> RemoteResult<Vec<GroupAccess>> {
+        items(
+            self.json(self.call(
+                "backoffice.groups",
+                Method::GET,
+                &format!("/api/v2/folders/{folder}/groups"),
+            )?)
+            .await?,
+        )
+    }
+
+    /// Flips one group's access and returns the new state. Not idempotent:
+    /// sent once, never retried.
+    pub async fn toggle_group(&self, folder: u64, group: u64) -> RemoteResult<bool> {
+        let call = self
+            .call(
+                "backoffice.toggle_group",
+                Method::PUT,
+                &format!("/api/v2/folders/{folder}/groups/{group}"),
+            )?
+            .retry(Retry::Never);
+        let v: Value = self.json(call).await?;
+        v.get("status")
+            .and_then(Value::as_bool)
+            .ok_or_else(|| RemoteError::Decode("no status in the toggle answer".into()))
+    }
+}

@@ -87,11 +87,22 @@ pub struct FilesClient {
 }
 
 impl FilesClient {
-    pub fn new(http: HttpClient, base_url: &str, api_key_file: &Path) -> Result<FilesClient, String> {
+    pub fn new(
+        http: HttpClient,
+        base_url: &str,
+        api_key_file: &Path,
+    ) -> Result<FilesClient, String> {
         let base = Url::parse(base_url).map_err(|e| format!("files.base_url {base_url:?}: {e}"))?;
         let key = crate::config::read_secret(api_key_file)
             .map_err(|e| format!("files.api_key_file {}: {e}", api_key_file.display()))?;
-        Ok(FilesClient { http, base, auth: Arc::new(KeyFile { path: api_key_file.to_path_buf(), key: RwLock::new(key) }) })
+        Ok(FilesClient {
+            http,
+            base,
+            auth: Arc::new(KeyFile {
+                path: api_key_file.to_path_buf(),
+                key: RwLock::new(key),
+            }),
+        })
     }
 
     fn call(&self, endpoint: &'static str, method: Method, path: &str) -> RemoteResult<Call> {
@@ -104,11 +115,21 @@ impl FilesClient {
 
     /// `GET /api/apps/{app}`.
     pub async fn get_app(&self, app: &str) -> RemoteResult<Value> {
-        self.json(self.call("files.get_app", Method::GET, &format!("/api/apps/{}", segment(app)))?).await
+        self.json(self.call(
+            "files.get_app",
+            Method::GET,
+            &format!("/api/apps/{}", segment(app)),
+        )?)
+        .await
     }
 
     /// Every file of a paged list: page one, then the rest in parallel.
-    async fn list_all(&self, endpoint: &'static str, path: &str, trashed: Trashed) -> RemoteResult<Vec<FileObject>> {
+    async fn list_all(
+        &self,
+        endpoint: &'static str,
+        path: &str,
+        trashed: Trashed,
+    ) -> RemoteResult<Vec<FileObject>> {
         let trashed = match trashed {
             Trashed::Live => "false",
             Trashed::Only => "true",
@@ -129,10 +150,14 @@ impl FilesClient {
         }
         let skips: Vec<usize> = (items.len()..count).step_by(PAGE).collect();
         let calls: Vec<Call> = skips.into_iter().map(page).collect::<RemoteResult<_>>()?;
-        let pages: Vec<RemoteResult<Value>> = futures::stream::iter(calls.into_iter().map(|c| async move { self.json::<Value>(c).await }))
-            .buffered(PAGE_CONCURRENCY)
-            .collect()
-            .await;
+        let pages: Vec<RemoteResult<Value>> = futures::stream::iter(
+            calls
+                .into_iter()
+                .map(|c| async move { self.json::<Value>(c).await }),
+        )
+        .buffered(PAGE_CONCURRENCY)
+        .collect()
+        .await;
         for p in pages {
             items.extend(decode_page(p?)?.0);
         }
@@ -140,51 +165,109 @@ impl FilesClient {
     }
 
     /// The files of an app.
-    pub async fn list_app_files(&self, app: &str, trashed: Trashed) -> RemoteResult<Vec<FileObject>> {
-        self.list_all("files.list_app_files", &format!("/api/apps/{}/files", segment(app)), trashed).await
+    pub async fn list_app_files(
+        &self,
+        app: &str,
+        trashed: Trashed,
+    ) -> RemoteResult<Vec<FileObject>> {
+        self.list_all(
+            "files.list_app_files",
+            &format!("/api/apps/{}/files", segment(app)),
+            trashed,
+        )
+        .await
     }
 
     /// Attachments of a post, comment or message (`kind` = `posts`, …).
     pub async fn list_attachments(&self, kind: &str, id: &str) -> RemoteResult<Vec<FileObject>> {
-        self.list_all("files.list_attachments", &format!("/api/{kind}/{}/attachments", segment(id)), Trashed::Live).await
+        self.list_all(
+            "files.list_attachments",
+            &format!("/api/{kind}/{}/attachments", segment(id)),
+            Trashed::Live,
+        )
+        .await
     }
 
     pub async fn get_file(&self, id: u64) -> RemoteResult<FileObject> {
-        self.json(self.call("files.get_file", Method::GET, &format!("/api/files/{id}"))?.query("trashed", "true")).await
+        self.json(
+            self.call("files.get_file", Method::GET, &format!("/api/files/{id}"))?
+                .query("trashed", "true"),
+        )
+        .await
     }
 
     /// Revisions, newest first.
     pub async fn versions(&self, id: u64) -> RemoteResult<Vec<FileObject>> {
-        let v: Value = self.json(self.call("files.versions", Method::GET, &format!("/api/files/{id}/versions"))?).await?;
+        let v: Value = self
+            .json(self.call(
+                "files.versions",
+                Method::GET,
+                &format!("/api/files/{id}/versions"),
+            )?)
+            .await?;
         Ok(decode_page(v)?.0)
     }
 
     pub async fn get_version(&self, id: u64, rev: u64) -> RemoteResult<FileObject> {
-        self.json(self.call("files.get_version", Method::GET, &format!("/api/files/{id}/versions/{rev}"))?).await
+        self.json(self.call(
+            "files.get_version",
+            Method::GET,
+            &format!("/api/files/{id}/versions/{rev}"),
+        )?)
+        .await
     }
 
     /// `POST /api/blobs` with the file's bytes (read anew for each attempt).
     pub async fn upload_blob(&self, content: &Path, name: &str) -> RemoteResult<BlobObject> {
         let (path, name) = (content.to_path_buf(), name.to_string());
         let factory = Arc::new(move || {
-            let bytes = std::fs::read(&path).map_err(|e| RemoteError::Local(format!("spool {}: {e}", path.display())))?;
+            let bytes = std::fs::read(&path)
+                .map_err(|e| RemoteError::Local(format!("spool {}: {e}", path.display())))?;
             let part = reqwest::multipart::Part::bytes(bytes).file_name(name.clone());
             Ok(reqwest::multipart::Form::new().part("blob", part))
         });
-        self.json(self.call("files.upload_blob", Method::POST, "/api/blobs")?.multipart(factory)).await
+        self.json(
+            self.call("files.upload_blob", Method::POST, "/api/blobs")?
+                .multipart(factory),
+        )
+        .await
     }
 
     /// `POST /api/apps/{app}/files`.
-    pub async fn create_file(&self, app: &str, blob_id: u64, name: &str) -> RemoteResult<FileObject> {
+    pub async fn create_file(
+        &self,
+        app: &str,
+        blob_id: u64,
+        name: &str,
+    ) -> RemoteResult<FileObject> {
         let body = serde_json::json!({ "blob_id": blob_id, "name": name });
-        self.json(self.call("files.create_file", Method::POST, &format!("/api/apps/{}/files", segment(app)))?.json(body)).await
+        self.json(
+            self.call(
+                "files.create_file",
+                Method::POST,
+                &format!("/api/apps/{}/files", segment(app)),
+            )?
+            .json(body),
+        )
+        .await
     }
 
     /// `PATCH /api/files/{id}`; a `204` answer is followed by a GET.
     pub async fn update_file(&self, id: u64, patch: Value) -> RemoteResult<FileObject> {
         // A PATCH with backup:true adds a revision: not repeated blindly.
-        let retry = if patch.get("backup").is_some() { Retry::Never } else { Retry::Idempotent };
-        let call = self.call("files.update_file", Method::PATCH, &format!("/api/files/{id}"))?.json(patch).retry(retry);
+        let retry = if patch.get("backup").is_some() {
+            Retry::Never
+        } else {
+            Retry::Idempotent
+        };
+        let call = self
+            .call(
+                "files.update_file",
+                Method::PATCH,
+                &format!("/api/files/{id}"),
+            )?
+            .json(patch)
+            .retry(retry);
         let resp = self.http.send(&call, self.auth.as_ref()).await?;
         if resp.body.is_empty() {
             return self.get_file(id).await;
@@ -194,21 +277,29 @@ impl FilesClient {
 
     async fn post_empty(&self, endpoint: &'static str, path: &str) -> RemoteResult<()> {
         // Trash and restore set a state: repeating them is harmless.
-        let call = self.call(endpoint, Method::POST, path)?.retry(Retry::Idempotent);
+        let call = self
+            .call(endpoint, Method::POST, path)?
+            .retry(Retry::Idempotent);
         self.http.send(&call, self.auth.as_ref()).await.map(|_| ())
     }
 
     pub async fn trash(&self, id: u64) -> RemoteResult<()> {
-        self.post_empty("files.trash", &format!("/api/files/{id}/trash")).await
+        self.post_empty("files.trash", &format!("/api/files/{id}/trash"))
+            .await
     }
 
     pub async fn restore(&self, id: u64) -> RemoteResult<()> {
-        self.post_empty("files.restore", &format!("/api/files/{id}/restore")).await
+        self.post_empty("files.restore", &format!("/api/files/{id}/restore"))
+            .await
     }
 
     /// Adds a revision with revision `rev`'s content: sent once.
     pub async fn restore_version(&self, id: u64, rev: u64) -> RemoteResult<()> {
-        let call = self.call("files.restore_version", Method::POST, &format!("/api/files/{id}/versions/{rev}/restore"))?;
+        let call = self.call(
+            "files.restore_version",
+            Method::POST,
+            &format!("/api/files/{id}/versions/{rev}/restore"),
+        )?;
         self.http.send(&call, self.auth.as_ref()).await.map(|_| ())
     }
 
@@ -218,14 +309,20 @@ impl FilesClient {
     }
 
     pub async fn delete_version(&self, id: u64, rev: u64) -> RemoteResult<()> {
-        let call = self.call("files.delete_version", Method::DELETE, &format!("/api/files/{id}/versions/{rev}"))?;
+        let call = self.call(
+            "files.delete_version",
+            Method::DELETE,
+            &format!("/api/files/{id}/versions/{rev}"),
+        )?;
         self.http.send(&call, self.auth.as_ref()).await.map(|_| ())
     }
 
     /// `len` bytes at `offset` of a `download_url` (absolute or relative).
     pub async fn download(&self, download_url: &str, offset: u64, len: u64) -> RemoteResult<Bytes> {
         let call = self.call("files.download", Method::GET, download_url)?;
-        self.http.get_range(&call, self.auth.as_ref(), offset, len).await
+        self.http
+            .get_range(&call, self.auth.as_ref(), offset, len)
+            .await
     }
 }
 
@@ -234,7 +331,10 @@ fn decode_page(v: Value) -> RemoteResult<(Vec<FileObject>, Option<usize>)> {
     let decode = |items: Vec<Value>| -> RemoteResult<Vec<FileObject>> {
         items
             .into_iter()
-            .map(|i| serde_json::from_value(i).map_err(|e| RemoteError::Decode(format!("file object: {e}"))))
+            .map(|i| {
+                serde_json::from_value(i)
+                    .map_err(|e| RemoteError::Decode(format!("file object: {e}")))
+            })
             .collect()
     };
     match v {
@@ -247,7 +347,9 @@ fn decode_page(v: Value) -> RemoteResult<(Vec<FileObject>, Option<usize>)> {
             };
             Ok((decode(items)?, count))
         }
-        _ => Err(RemoteError::Decode("a list is neither an array nor an envelope".into())),
+        _ => Err(RemoteError::Decode(
+            "a list is neither an array nor an envelope".into(),
+        )),
     }
 }
 
@@ -257,7 +359,9 @@ mod tests {
 
     #[test]
     fn pages_decode_in_every_form() {
-        let (items, count) = decode_page(serde_json::json!([{"id": 1}, {"id": 2, "name": "x", "extra": true}])).unwrap();
+        let (items, count) =
+            decode_page(serde_json::json!([{"id": 1}, {"id": 2, "name": "x", "extra": true}]))
+                .unwrap();
         assert_eq!((items.len(), count), (2, None));
         let (items, count) = decode_page(serde_json::json!({"count": 0})).unwrap();
         assert_eq!((items.len(), count), (0, Some(0)));

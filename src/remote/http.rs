@@ -274,11 +274,11 @@ impl HttpClient {
                 self.count(call.endpoint, |s| s.failures += 1);
                 return Err(RemoteError::Timeout(self.policy.call_deadline));
             }
-            let outcome = match tokio::time::timeout(remaining, self.attempt(call, auth, range)).await
-            {
-                Ok(outcome) => outcome,
-                Err(_) => Err(Attempt::Transient(RemoteError::Timeout(remaining), None)),
-            };
+            let outcome =
+                match tokio::time::timeout(remaining, self.attempt(call, auth, range)).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(Attempt::Transient(RemoteError::Timeout(remaining), None)),
+                };
             let (err, retry_after) = match outcome {
                 Ok(resp) => {
                     self.count(call.endpoint, |s| s.bytes_in += resp.body.len() as u64);
@@ -289,11 +289,16 @@ impl HttpClient {
                         refreshed = true;
                         match auth.refresh().await {
                             Ok(true) => {
-                                tracing::info!(endpoint = call.endpoint, "credentials refreshed after 401; retrying once");
+                                tracing::info!(
+                                    endpoint = call.endpoint,
+                                    "credentials refreshed after 401; retrying once"
+                                );
                                 continue;
                             }
                             Ok(false) => {}
-                            Err(e) => tracing::warn!(endpoint = call.endpoint, error = %e, "credential refresh failed"),
+                            Err(e) => {
+                                tracing::warn!(endpoint = call.endpoint, error = %e, "credential refresh failed")
+                            }
                         }
                     }
                     tracing::error!(endpoint = call.endpoint, error = %err, "authentication failed");
@@ -361,9 +366,10 @@ impl HttpClient {
             Body::Json(v) => req.json(v),
             Body::Multipart(factory) => req.multipart(factory().map_err(Attempt::Final)?),
         };
-        let resp = req.send().await.map_err(|e| {
-            Attempt::Transient(RemoteError::Connection(describe(&e)), None)
-        })?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| Attempt::Transient(RemoteError::Connection(describe(&e)), None))?;
         let status = resp.status();
         let headers = resp.headers().clone();
         if !status.is_success() {
@@ -385,7 +391,11 @@ impl HttpClient {
                 .await
                 .map_err(|e| Attempt::Transient(RemoteError::Connection(describe(&e)), None))?,
             Some((offset, len)) => {
-                let skip = if status == StatusCode::PARTIAL_CONTENT { 0 } else { offset };
+                let skip = if status == StatusCode::PARTIAL_CONTENT {
+                    0
+                } else {
+                    offset
+                };
                 read_window(resp, skip, len).await?
             }
         };
@@ -431,7 +441,11 @@ fn describe(e: &reqwest::Error) -> String {
     // the same, as it may carry a signature.
     let mut msg = e.without_url_ref_string();
     if let Some(url) = e.url() {
-        msg = format!("{msg} ({}{})", url.origin().ascii_serialization(), url.path());
+        msg = format!(
+            "{msg} ({}{})",
+            url.origin().ascii_serialization(),
+            url.path()
+        );
     }
     msg
 }
@@ -523,16 +537,25 @@ mod tests {
     #[test]
     fn join_keeps_base_path() {
         let base = Url::parse("https://api.timetap.com/live").unwrap();
-        assert_eq!(join(&base, "/files").unwrap().as_str(), "https://api.timetap.com/live/files");
+        assert_eq!(
+            join(&base, "/files").unwrap().as_str(),
+            "https://api.timetap.com/live/files"
+        );
         let base = Url::parse("https://api.timetap.com/live/").unwrap();
-        assert_eq!(join(&base, "files").unwrap().as_str(), "https://api.timetap.com/live/files");
+        assert_eq!(
+            join(&base, "files").unwrap().as_str(),
+            "https://api.timetap.com/live/files"
+        );
         assert_eq!(join(&base, "http://x/y").unwrap().as_str(), "http://x/y");
     }
 
     #[test]
     fn messages_are_extracted() {
         assert_eq!(error_message(br#"{"message":"nope"}"#), "nope");
-        assert_eq!(error_message(br#"{"title":"Not Found","detail":"file 3"}"#), "Not Found: file 3");
+        assert_eq!(
+            error_message(br#"{"title":"Not Found","detail":"file 3"}"#),
+            "Not Found: file 3"
+        );
         assert_eq!(error_message(b""), "(no message)");
     }
 

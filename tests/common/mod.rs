@@ -21,7 +21,9 @@ pub struct Emulator {
 impl Emulator {
     pub fn start(dataset: Dataset) -> Emulator {
         let emu = Emu::new(dataset, Credentials::default(), Faults::default(), None);
-        Emulator { handle: EmulatorHandle::start("127.0.0.1:0", emu).expect("emulator starts") }
+        Emulator {
+            handle: EmulatorHandle::start("127.0.0.1:0", emu).expect("emulator starts"),
+        }
     }
 
     pub fn demo() -> Emulator {
@@ -43,7 +45,11 @@ impl Emulator {
 
     /// Sum of the counters whose endpoint contains every one of `parts`.
     pub fn count(&self, parts: &[&str]) -> u64 {
-        self.counts().iter().filter(|(k, _)| parts.iter().all(|p| k.contains(p))).map(|(_, v)| v).sum()
+        self.counts()
+            .iter()
+            .filter(|(k, _)| parts.iter().all(|p| k.contains(p)))
+            .map(|(_, v)| v)
+            .sum()
     }
 
     /// Total API requests.
@@ -72,7 +78,12 @@ pub struct MountOptions {
 
 impl Default for MountOptions {
     fn default() -> Self {
-        MountOptions { metadata_ttl: "60s", negative_ttl: "5s", shutdown_wait: "20s", call_deadline: "20s" }
+        MountOptions {
+            metadata_ttl: "60s",
+            negative_ttl: "5s",
+            shutdown_wait: "20s",
+            call_deadline: "20s",
+        }
     }
 }
 
@@ -113,14 +124,24 @@ impl Mount {
         let config = files.path("bridgefs.toml");
         std::fs::write(&config, text).unwrap();
         let log = files.path("daemon.log");
-        let mut m = Mount { files, mountpoint, config, child: None, log };
+        let mut m = Mount {
+            files,
+            mountpoint,
+            config,
+            child: None,
+            log,
+        };
         m.spawn();
         m
     }
 
     /// Starts the daemon and waits until the mount is live.
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = Command::new(bin())
             .args(["mount", "--config"])
             .arg(&self.config)
@@ -135,9 +156,16 @@ impl Mount {
         let start = Instant::now();
         while !is_mounted(&self.mountpoint) {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("bridgefs exited with {status} before mounting:\n{}", self.log_text());
+                panic!(
+                    "bridgefs exited with {status} before mounting:\n{}",
+                    self.log_text()
+                );
             }
-            assert!(start.elapsed() < Duration::from_secs(30), "not mounted after 30 s:\n{}", self.log_text());
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "not mounted after 30 s:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -192,9 +220,17 @@ fn force_unmount(path: &Path) {
         if !is_mounted(path) {
             return;
         }
-        let _ = Command::new("fusermount3").args(["-u", "-z"]).arg(path).stderr(Stdio::null()).status();
+        let _ = Command::new("fusermount3")
+            .args(["-u", "-z"])
+            .arg(path)
+            .stderr(Stdio::null())
+            .status();
         if is_mounted(path) {
-            let _ = Command::new("umount").arg("-l").arg(path).stderr(Stdio::null()).status();
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(path)
+                .stderr(Stdio::null())
+                .status();
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -218,7 +254,11 @@ impl Drop for Mount {
 
 /// Runs a shell command line, returns (status code, stdout, stderr).
 pub fn sh(cmd: &str) -> (i32, String, String) {
-    let out = Command::new("bash").arg("-c").arg(cmd).output().expect("bash runs");
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("bash runs");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

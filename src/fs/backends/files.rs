@@ -23,11 +23,19 @@ use crate::remote::http::HttpClient;
 
 const ROOT: &str = "apps";
 /// Attachment views at the apps root: hidden name → API collection.
-const ATTACHMENT_VIEWS: &[(&str, &str)] = &[(".posts", "posts"), (".comments", "comments"), (".messages", "messages")];
+const ATTACHMENT_VIEWS: &[(&str, &str)] = &[
+    (".posts", "posts"),
+    (".comments", "comments"),
+    (".messages", "messages"),
+];
 
 pub fn backend(cfg: &FilesConfig, http: HttpClient) -> Result<Arc<dyn Backend>, String> {
     let client = FilesClient::new(http, &cfg.base_url, &cfg.api_key_file)?;
-    Ok(Arc::new(FilesBackend { client, apps: cfg.apps.clone(), objects: Mutex::new(HashMap::new()) }))
+    Ok(Arc::new(FilesBackend {
+        client,
+        apps: cfg.apps.clone(),
+        objects: Mutex::new(HashMap::new()),
+    }))
 }
 
 pub struct FilesBackend {
@@ -159,7 +167,11 @@ impl Backend for FilesBackend {
 
     async fn list(&self, dir: &Key) -> FsResult<Vec<Entry>> {
         match parse(dir)? {
-            Node::Root => Ok(self.apps.iter().map(|a| Entry::dir(format!("app:{a}"), a.clone(), a.clone())).collect()),
+            Node::Root => Ok(self
+                .apps
+                .iter()
+                .map(|a| Entry::dir(format!("app:{a}"), a.clone(), a.clone()))
+                .collect()),
             Node::App(app) => {
                 let files = self.client.list_app_files(app, Trashed::Live).await?;
                 Ok(files.iter().map(|f| self.entry("f", f, true)).collect())
@@ -192,7 +204,9 @@ impl Backend for FilesBackend {
                 let files = self.client.list_attachments(kind, id).await?;
                 Ok(files.iter().map(|f| self.entry("a", f, false)).collect())
             }
-            Node::File(_) | Node::Trashed(_) | Node::Revision(..) | Node::Attachment(_) => Err(FsError::NotDir),
+            Node::File(_) | Node::Trashed(_) | Node::Revision(..) | Node::Attachment(_) => {
+                Err(FsError::NotDir)
+            }
         }
     }
 
@@ -230,7 +244,10 @@ impl Backend for FilesBackend {
             }
             Node::Revision(id, rev) => {
                 let o = self.client.get_version(id, rev).await?;
-                Ok(Entry { size: o.size, ..entry.clone() })
+                Ok(Entry {
+                    size: o.size,
+                    ..entry.clone()
+                })
             }
             _ => Ok(entry.clone()),
         }
@@ -238,7 +255,9 @@ impl Backend for FilesBackend {
 
     async fn read(&self, entry: &Entry, offset: u64, len: u64) -> FsResult<Bytes> {
         let url = match parse(&entry.key)? {
-            Node::File(id) | Node::Trashed(id) | Node::Attachment(id) => self.object(id).await?.download_url,
+            Node::File(id) | Node::Trashed(id) | Node::Attachment(id) => {
+                self.object(id).await?.download_url
+            }
             Node::Revision(id, rev) => self.client.get_version(id, rev).await?.download_url,
             _ => return Err(FsError::IsDir),
         };
@@ -250,11 +269,20 @@ impl Backend for FilesBackend {
         Self::app_of(dir).map(|_| ())
     }
 
-    async fn upload(&self, dir: &Key, name: &str, existing: Option<&Entry>, content: &Path) -> FsResult<Entry> {
+    async fn upload(
+        &self,
+        dir: &Key,
+        name: &str,
+        existing: Option<&Entry>,
+        content: &Path,
+    ) -> FsResult<Entry> {
         let app = Self::app_of(dir)?;
         let blob = self.client.upload_blob(content, name).await?;
         let o = match existing.map(|e| parse(&e.key)) {
-            Some(Ok(Node::File(id))) => self.patch(id, json!({"blob_id": blob.id, "backup": true})).await?,
+            Some(Ok(Node::File(id))) => {
+                self.patch(id, json!({"blob_id": blob.id, "backup": true}))
+                    .await?
+            }
             _ => self.client.create_file(app, blob.id, name).await?,
         };
         Ok(self.entry("f", &o, true))
@@ -265,10 +293,19 @@ impl Backend for FilesBackend {
         Err(FsError::NotPermitted)
     }
 
-    async fn rename(&self, entry: &Entry, from_dir: &Key, to_dir: &Key, new_name: &str, replace: Option<&Entry>) -> FsResult<Entry> {
+    async fn rename(
+        &self,
+        entry: &Entry,
+        from_dir: &Key,
+        to_dir: &Key,
+        new_name: &str,
+        replace: Option<&Entry>,
+    ) -> FsResult<Entry> {
         let to_app = match parse(to_dir)? {
             Node::App(a) => a,
-            Node::Root | Node::TrashDir(_) | Node::RevisionsDir(_) | Node::FileRevisions(_) => return Err(FsError::NotPermitted),
+            Node::Root | Node::TrashDir(_) | Node::RevisionsDir(_) | Node::FileRevisions(_) => {
+                return Err(FsError::NotPermitted)
+            }
             _ => return Err(FsError::NotPermitted),
         };
         let replace_id = match replace.map(|r| parse(&r.key)) {
@@ -346,7 +383,11 @@ impl Backend for FilesBackend {
             _ => return Ok(Vec::new()),
         };
         let o = self.object(id).await?;
-        let mut names = vec![format!("{XATTR_PREFIX}id"), format!("{XATTR_PREFIX}url"), format!("{XATTR_PREFIX}tags")];
+        let mut names = vec![
+            format!("{XATTR_PREFIX}id"),
+            format!("{XATTR_PREFIX}url"),
+            format!("{XATTR_PREFIX}tags"),
+        ];
         for k in o.metadata.iter().flat_map(|m| m.keys()) {
             names.push(format!("{XATTR_PREFIX}meta.{k}"));
         }
@@ -363,7 +404,10 @@ impl Backend for FilesBackend {
         let o = self.object(id).await?;
         match attr {
             "id" => Ok(id.to_string().into_bytes()),
-            "url" => o.download_url.map(String::into_bytes).ok_or(FsError::NoData),
+            "url" => o
+                .download_url
+                .map(String::into_bytes)
+                .ok_or(FsError::NoData),
             "tags" => Ok(o.tags.unwrap_or_default().join(",").into_bytes()),
             _ => {
                 let key = attr.strip_prefix("meta.").ok_or(FsError::NoData)?;
@@ -377,23 +421,36 @@ impl Backend for FilesBackend {
     }
 
     async fn xattr_set(&self, entry: &Entry, name: &str, value: Option<&[u8]>) -> FsResult<()> {
-        let attr = name.strip_prefix(XATTR_PREFIX).ok_or(FsError::NotSupported)?;
+        let attr = name
+            .strip_prefix(XATTR_PREFIX)
+            .ok_or(FsError::NotSupported)?;
         let id = match parse(&entry.key)? {
             Node::File(id) => id,
             _ => return Err(FsError::NotPermitted),
         };
-        let text = |v: &[u8]| String::from_utf8(v.to_vec()).map_err(|_| FsError::Invalid("value must be UTF-8".into()));
+        let text = |v: &[u8]| {
+            String::from_utf8(v.to_vec())
+                .map_err(|_| FsError::Invalid("value must be UTF-8".into()))
+        };
         match (attr, value) {
             ("id" | "url", _) => Err(FsError::NotPermitted),
             ("tags", v) => {
                 let tags: Vec<String> = match v {
-                    Some(v) => text(v)?.split(',').map(str::trim).filter(|t| !t.is_empty()).map(String::from).collect(),
+                    Some(v) => text(v)?
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|t| !t.is_empty())
+                        .map(String::from)
+                        .collect(),
                     None => Vec::new(),
                 };
                 self.patch(id, json!({ "tags": tags })).await.map(|_| ())
             }
             (a, v) => {
-                let key = a.strip_prefix("meta.").filter(|k| !k.is_empty()).ok_or(FsError::NotSupported)?;
+                let key = a
+                    .strip_prefix("meta.")
+                    .filter(|k| !k.is_empty())
+                    .ok_or(FsError::NotSupported)?;
                 // Read the current metadata: PATCH replaces the whole object.
                 let mut meta = self.client.get_file(id).await?.metadata.unwrap_or_default();
                 match v {
@@ -406,7 +463,9 @@ impl Backend for FilesBackend {
                         }
                     }
                 }
-                self.patch(id, json!({ "metadata": meta })).await.map(|_| ())
+                self.patch(id, json!({ "metadata": meta }))
+                    .await
+                    .map(|_| ())
             }
         }
     }
