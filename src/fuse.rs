@@ -81,6 +81,8 @@ fn name_str(name: &OsStr) -> Result<String, Errno> {
 /// Logs errors worth an operator's attention (not ENOENT and friends).
 fn log_error(op: &str, e: &FsError) {
     match e {
+        // Asked for on every write (security.capability): not worth a line.
+        FsError::NoData => {}
         FsError::Io(_) | FsError::TimedOut(_) | FsError::AccessDenied(_) => {
             tracing::warn!(op, error = %e, "request failed")
         }

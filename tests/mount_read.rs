@@ -359,7 +359,7 @@ fn listing_call_budgets() {
     let m = Mount::start(&emu);
     emu.reset_counts();
     let out = sh_ok(&format!("ls -l {}", m.path("apps/contracts").display()));
-    assert_eq!(out.lines().filter(|l| l.contains("f0")).count(), 2000);
+    assert_eq!(out.lines().filter(|l| l.ends_with(".txt")).count(), 2000);
     let lists = emu.count(&["GET", "/apps/{", "/files"]);
     assert!(
         lists <= 21,

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod remote;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};

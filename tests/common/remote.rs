@@ -21,20 +21,38 @@ impl Remote {
     pub fn new(base: &str) -> Remote {
         let http = Client::new();
         let sig = hex::encode(Md5::digest(b"demo-api-keydemo-private-key"));
-        let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
         let v: Value = http
             .get(format!("{base}/library/live/sessionToken"))
-            .query(&[("apiKey", "demo-api-key".to_string()), ("timestamp", ts.to_string()), ("signature", sig)])
+            .query(&[
+                ("apiKey", "demo-api-key".to_string()),
+                ("timestamp", ts.to_string()),
+                ("signature", sig),
+            ])
             .send()
             .unwrap()
             .json()
             .unwrap();
-        let session = v["sessionToken"].as_str().expect("session token").to_string();
-        Remote { base: base.to_string(), http, session }
+        let session = v["sessionToken"]
+            .as_str()
+            .expect("session token")
+            .to_string();
+        Remote {
+            base: base.to_string(),
+            http,
+            session,
+        }
     }
 
     fn get(&self, url: &str, bearer: &str) -> reqwest::blocking::Response {
-        let url = if url.starts_with("http") { url.to_string() } else { format!("{}{url}", self.base) };
+        let url = if url.starts_with("http") {
+            url.to_string()
+        } else {
+            format!("{}{url}", self.base)
+        };
         self.http.get(url).bearer_auth(bearer).send().unwrap()
     }
 
@@ -59,7 +77,10 @@ impl Remote {
         let mut out = Vec::new();
         let mut skip = 0;
         loop {
-            let v = self.get_json(&format!("/files/api/apps/{app}/files?skip={skip}&take=100&trashed={trashed}"), FILES_KEY);
+            let v = self.get_json(
+                &format!("/files/api/apps/{app}/files?skip={skip}&take=100&trashed={trashed}"),
+                FILES_KEY,
+            );
             let data = v["data"].as_array().cloned().unwrap_or_default();
             let count = v["count"].as_u64().unwrap_or(0);
             let n = data.len();
@@ -90,7 +111,11 @@ impl Remote {
     /// Bytes of a Files-app file object.
     pub fn app_bytes(&self, file: &Value) -> Vec<u8> {
         let url = file["download_url"].as_str().expect("download_url");
-        let url = if url.starts_with("http") { url.to_string() } else { format!("{}/files{url}", self.base) };
+        let url = if url.starts_with("http") {
+            url.to_string()
+        } else {
+            format!("{}/files{url}", self.base)
+        };
         self.get(&url, FILES_KEY).bytes().unwrap().to_vec()
     }
 
@@ -108,12 +133,20 @@ impl Remote {
     }
 
     pub fn library_item(&self, name: &str) -> Option<Value> {
-        self.library_items().into_iter().find(|f| f["fileName"] == name && f["deleted"] != true)
+        self.library_items()
+            .into_iter()
+            .find(|f| f["fileName"] == name && f["deleted"] != true)
     }
 
     pub fn library_bytes(&self, item: &Value) -> Vec<u8> {
         let uuid = item["fileLibraryUUID"].as_str().unwrap();
-        self.get(&format!("/library/live/files/{uuid}/content"), &self.session).bytes().unwrap().to_vec()
+        self.get(
+            &format!("/library/live/files/{uuid}/content"),
+            &self.session,
+        )
+        .bytes()
+        .unwrap()
+        .to_vec()
     }
 
     pub fn library_bytes_by_name(&self, name: &str) -> Option<Vec<u8>> {
@@ -126,7 +159,10 @@ impl Remote {
         let mut out = Vec::new();
         let mut offset = 0;
         loop {
-            let v = self.get_json(&format!("/backoffice/api/v2/clients/{client}/files?limit=100&offset={offset}"), BO_TOKEN);
+            let v = self.get_json(
+                &format!("/backoffice/api/v2/clients/{client}/files?limit=100&offset={offset}"),
+                BO_TOKEN,
+            );
             let data = match v {
                 Value::Array(a) => a,
                 v => v["data"].as_array().cloned().unwrap_or_default(),
@@ -141,7 +177,10 @@ impl Remote {
     }
 
     pub fn client_folders(&self, client: u64) -> Vec<Value> {
-        match self.get_json(&format!("/backoffice/api/v2/clients/{client}/folders?limit=100"), BO_TOKEN) {
+        match self.get_json(
+            &format!("/backoffice/api/v2/clients/{client}/folders?limit=100"),
+            BO_TOKEN,
+        ) {
             Value::Array(a) => a,
             v => v["data"].as_array().cloned().unwrap_or_default(),
         }
@@ -155,11 +194,19 @@ impl Remote {
     }
 
     pub fn client_bytes(&self, client: u64, id: u64) -> Vec<u8> {
-        self.get(&format!("/backoffice/api/v2/clients/{client}/files/{id}/download"), BO_TOKEN).bytes().unwrap().to_vec()
+        self.get(
+            &format!("/backoffice/api/v2/clients/{client}/files/{id}/download"),
+            BO_TOKEN,
+        )
+        .bytes()
+        .unwrap()
+        .to_vec()
     }
 
     pub fn client_file_named(&self, client: u64, caption: &str) -> Option<Value> {
-        self.client_files(client).into_iter().find(|f| f["name"] == caption)
+        self.client_files(client)
+            .into_iter()
+            .find(|f| f["name"] == caption)
     }
 }
 
@@ -174,7 +221,14 @@ pub fn xattr(path: &std::path::Path, name: &str) -> Result<Option<Vec<u8>>, std:
     let p = CString::new(path.as_os_str().as_bytes()).unwrap();
     let n = CString::new(name).unwrap();
     let mut buf = vec![0u8; 65536];
-    let r = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+    let r = unsafe {
+        libc::getxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            buf.as_mut_ptr() as *mut libc::c_void,
+            buf.len(),
+        )
+    };
     if r < 0 {
         let e = std::io::Error::last_os_error();
         if e.raw_os_error() == Some(libc::ENODATA) {
