@@ -24,6 +24,8 @@ pub struct Faults {
     pub retry_after_secs: Option<u64>,
     /// Fraction of matching responses whose connection drops mid-body.
     pub drop_rate: f64,
+    /// The next N matching responses drop mid-body (deterministic).
+    pub drop_next: u32,
     /// Milliseconds added before every matching request is handled.
     pub latency_ms: u64,
     /// Content endpoints answer 200 with the whole body, ignoring `Range`.
@@ -68,11 +70,16 @@ pub async fn inject(State(emu): State<Emu>, req: Request, next: Next) -> Respons
                 f.fail_next -= 1;
                 fail = true;
             }
+            let mut drop = roll(f.drop_rate);
+            if f.drop_next > 0 {
+                f.drop_next -= 1;
+                drop = true;
+            }
             (
                 f.latency_ms,
                 fail,
                 roll(f.rate_limit_rate),
-                roll(f.drop_rate),
+                drop,
                 f.error_status.unwrap_or(503),
                 f.retry_after_secs.unwrap_or(1),
             )
