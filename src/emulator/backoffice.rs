@@ -605,7 +605,7 @@ async fn update_file(
     };
     let mut st = emu.backoffice.lock();
     check_client(&st, client)?;
-    if !st.files.get(&id).is_some_and(|f| f.client == client) {
+    if st.files.get(&id).is_none_or(|f| f.client != client) {
         return Err(not_found("file"));
     }
     if let Some(Some(d)) = body.directory {
@@ -637,7 +637,7 @@ async fn delete_file(
     authorize(&emu, &headers)?;
     let mut st = emu.backoffice.lock();
     check_client(&st, client)?;
-    if !st.files.get(&id).is_some_and(|f| f.client == client) {
+    if st.files.get(&id).is_none_or(|f| f.client != client) {
         return Err(not_found("file"));
     }
     st.files.remove(&id);
@@ -772,11 +772,7 @@ async fn delete_client_folder(
     authorize(&emu, &headers)?;
     let mut st = emu.backoffice.lock();
     check_client(&st, client)?;
-    if !st
-        .folders
-        .get(&id)
-        .is_some_and(|f| f.client == Some(client))
-    {
+    if st.folders.get(&id).is_none_or(|f| f.client != Some(client)) {
         return Err(not_found("folder"));
     }
     let busy = st

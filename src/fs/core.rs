@@ -18,7 +18,7 @@ use super::error::{FsError, FsResult};
 use super::inode::{Ino, InodeTable, LOCAL_KEY_PREFIX, ROOT};
 use super::journal::{Journal, PendingUpload};
 use super::names;
-use super::reader::{BlockCache, ReadPattern};
+use super::reader::{BlockCache, ReadPattern, Source};
 use super::spool::{LocalFile, Spool};
 
 /// Attributes as the kernel sees them (owner added by the adapter).
@@ -748,17 +748,15 @@ impl BridgeFs {
                     .get(ino)
                     .map(|n| n.content_version)
                     .unwrap_or(0);
-                self.blocks
-                    .read(
-                        &backend,
-                        &entry,
+                {
+                    let src = Source {
+                        backend: &backend,
+                        entry: &entry,
                         version,
-                        attr.size,
-                        pattern,
-                        offset,
-                        size as u64,
-                    )
-                    .await?
+                        size: attr.size,
+                    };
+                    self.blocks.read(&src, pattern, offset, size as u64).await?
+                }
             }
         };
         self.counters

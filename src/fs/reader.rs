@@ -51,6 +51,16 @@ impl ReadPattern {
     }
 }
 
+/// The content a read is about: a remote file at one version.
+#[derive(Clone, Copy)]
+pub struct Source<'a> {
+    pub backend: &'a Arc<dyn Backend>,
+    pub entry: &'a Entry,
+    /// Changes whenever the content may have (the cache key).
+    pub version: u64,
+    pub size: u64,
+}
+
 /// Blocks of content keyed by (content version, block index).
 pub struct BlockCache {
     inner: Mutex<Inner>,
@@ -109,17 +119,21 @@ impl BlockCache {
         fetch
     }
 
-    /// Reads `len` bytes at `offset` of a remote file of `size` bytes.
+    /// Reads `len` bytes at `offset` of a remote file; `pattern` is the
+    /// handle's read-ahead (`None`: a random read).
     pub async fn read(
         self: &Arc<Self>,
-        backend: &Arc<dyn Backend>,
-        entry: &Entry,
-        version: u64,
-        size: u64,
+        src: &Source<'_>,
         pattern: Option<u64>,
         offset: u64,
         len: u64,
     ) -> FsResult<Bytes> {
+        let Source {
+            backend,
+            entry,
+            version,
+            size,
+        } = *src;
         if offset >= size || len == 0 {
             return Ok(Bytes::new());
         }

@@ -329,7 +329,7 @@ impl Backend for FilesBackend {
                         if let Some(t) = replace_id {
                             let _ = self.client.restore(t).await;
                         }
-                        Err(e.into())
+                        Err(e)
                     }
                 }
             }
