@@ -15,17 +15,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{bearer_ok, content, demo_bytes, demo_text, json_error, Emu};
-
-mod hexbytes {
-    use serde::{Deserialize, Deserializer, Serializer};
-    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(b))
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
-    }
-}
+use super::{bearer_ok, content, demo_bytes, demo_text, hexbytes, json_error, Emu};
 
 /// A folder: shared by all clients (`client: None`) or a client's own.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,7 +38,7 @@ pub struct ClientFile {
     pub directory: Option<u64>,
     pub priority: u64,
     #[serde(with = "hexbytes")]
-    pub bytes: Vec<u8>,
+    pub bytes: Bytes,
     /// Unix milliseconds of the upload.
     pub uploaded: i64,
 }
@@ -304,9 +294,10 @@ impl BackofficeState {
         dir: Option<u64>,
         caption: &str,
         filename: &str,
-        bytes: Vec<u8>,
+        bytes: impl Into<Bytes>,
         ms: i64,
     ) -> u64 {
+        let bytes = bytes.into();
         let id = self.next_file;
         self.next_file += 1;
         let clean: String = filename
@@ -338,7 +329,7 @@ impl BackofficeState {
 
     /// Bytes of a client file (tests).
     pub fn bytes(&self, id: u64) -> Option<&[u8]> {
-        self.files.get(&id).map(|f| f.bytes.as_slice())
+        self.files.get(&id).map(|f| f.bytes.as_ref())
     }
 
     /// A folder a client's file or folder may sit in: shared or its own.
@@ -571,7 +562,7 @@ async fn upload_file(
             return Err(not_found("folder"));
         }
     }
-    let id = st.add_file(client, dir, &caption, &filename, data.to_vec(), now_ms());
+    let id = st.add_file(client, dir, &caption, &filename, data, now_ms());
     let body = BackofficeState::file_json(&st.files[&id]);
     drop(st);
     emu.persist();
@@ -669,7 +660,7 @@ async fn download(
         &emu,
         &method,
         &headers,
-        Bytes::from(f.bytes.clone()),
+        f.bytes.clone(),
         modified,
         ct,
     ))

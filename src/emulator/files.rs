@@ -14,19 +14,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::{bearer_ok, content, demo_bytes, demo_text, problem, Emu};
+use super::{bearer_ok, content, demo_bytes, demo_text, hexbytes, problem, Emu};
 
 /// Hex-encoded bytes in the serialised state (compact, text-safe).
-mod hexbytes {
-    use serde::{Deserialize, Deserializer, Serializer};
-    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(b))
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
-    }
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct App {
     pub id: u64,
@@ -40,7 +30,7 @@ pub struct Blob {
     pub name: String,
     pub media_type: String,
     #[serde(with = "hexbytes")]
-    pub bytes: Vec<u8>,
+    pub bytes: Bytes,
 }
 
 /// One stored revision of a file.
@@ -49,7 +39,7 @@ pub struct Revision {
     pub rev: u64,
     pub media_type: String,
     #[serde(with = "hexbytes")]
-    pub bytes: Vec<u8>,
+    pub bytes: Bytes,
     /// Unix milliseconds.
     pub created: i64,
 }
@@ -208,7 +198,8 @@ impl FilesState {
         s
     }
 
-    fn add_at(&mut self, app: Option<u64>, name: &str, bytes: Vec<u8>, ms: i64) -> u64 {
+    fn add_at(&mut self, app: Option<u64>, name: &str, bytes: impl Into<Bytes>, ms: i64) -> u64 {
+        let bytes = bytes.into();
         let id = self.next_id;
         self.next_id += 1;
         self.files.insert(
@@ -233,7 +224,8 @@ impl FilesState {
         id
     }
 
-    fn push_revision(&mut self, id: u64, bytes: Vec<u8>, ms: i64) {
+    fn push_revision(&mut self, id: u64, bytes: impl Into<Bytes>, ms: i64) {
+        let bytes = bytes.into();
         if let Some(f) = self.files.get_mut(&id) {
             let rev = f.revisions.iter().map(|r| r.rev).max().unwrap_or(0) + 1;
             let media_type = f.current().media_type.clone();
@@ -248,14 +240,14 @@ impl FilesState {
     }
 
     /// Adds a file to an app (tests); returns its id.
-    pub fn add_file(&mut self, app_uid: &str, name: &str, bytes: Vec<u8>) -> u64 {
+    pub fn add_file(&mut self, app_uid: &str, name: &str, bytes: impl Into<Bytes>) -> u64 {
         let app = self.apps.iter().find(|a| a.uid == app_uid).map(|a| a.id);
         self.add_at(app, name, bytes, now_ms())
     }
 
     /// Current bytes of a file (tests).
     pub fn bytes(&self, id: u64) -> Option<&[u8]> {
-        self.files.get(&id).map(|f| f.current().bytes.as_slice())
+        self.files.get(&id).map(|f| f.current().bytes.as_ref())
     }
 
     /// Bytes of one revision (tests).
@@ -265,7 +257,7 @@ impl FilesState {
             .revisions
             .iter()
             .find(|r| r.rev == rev)
-            .map(|r| r.bytes.as_slice())
+            .map(|r| r.bytes.as_ref())
     }
 
     fn app(&self, key: &str) -> Option<&App> {
@@ -410,7 +402,7 @@ async fn upload_blob(State(emu): State<Emu>, headers: HeaderMap, mut form: Multi
             id,
             name: name.clone(),
             media_type: media_type.clone(),
-            bytes: data.to_vec(),
+            bytes: data,
         },
     );
     drop(st);
@@ -827,7 +819,7 @@ fn serve_bytes(
         emu,
         method,
         headers,
-        Bytes::from(r.bytes.clone()),
+        r.bytes.clone(),
         modified,
         &r.media_type,
     )

@@ -16,24 +16,14 @@ use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::{content, demo_bytes, demo_text, json_error, Emu};
-
-mod hexbytes {
-    use serde::{Deserialize, Deserializer, Serializer};
-    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(b))
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
-    }
-}
+use super::{content, demo_bytes, demo_text, hexbytes, json_error, Emu};
 
 /// One library item: the file object as the API shows it, and its bytes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Item {
     pub object: Map<String, Value>,
     #[serde(with = "hexbytes")]
-    pub bytes: Vec<u8>,
+    pub bytes: Bytes,
 }
 
 impl Item {
@@ -231,10 +221,11 @@ impl LibraryState {
         parent: Option<&str>,
         name: &str,
         folder: bool,
-        bytes: Vec<u8>,
+        bytes: impl Into<Bytes>,
         public: bool,
         ms: i64,
     ) -> String {
+        let bytes: Bytes = bytes.into();
         let uuid = self.new_uuid();
         let mut o = Map::new();
         o.insert("businessId".into(), json!(1));
@@ -282,7 +273,7 @@ impl LibraryState {
 
     /// Bytes of an item (tests).
     pub fn bytes(&self, uuid: &str) -> Option<&[u8]> {
-        self.items.get(uuid).map(|i| i.bytes.as_slice())
+        self.items.get(uuid).map(|i| i.bytes.as_ref())
     }
 
     /// Invalidates every session token, so the next call gets a 401.
@@ -605,14 +596,7 @@ async fn upload(State(emu): State<Emu>, headers: HeaderMap, mut form: Multipart)
         }
     }
     // Uploads may repeat a name (the library keeps both).
-    let uuid = st.add(
-        parent.as_deref(),
-        &name,
-        false,
-        data.to_vec(),
-        public,
-        now_ms(),
-    );
+    let uuid = st.add(parent.as_deref(), &name, false, data, public, now_ms());
     let view = st.view(&st.items[&uuid], &host);
     drop(st);
     emu.persist();
@@ -647,7 +631,7 @@ fn serve(emu: &Emu, method: &Method, headers: &HeaderMap, item: &Item) -> Respon
         emu,
         method,
         headers,
-        Bytes::from(item.bytes.clone()),
+        item.bytes.clone(),
         UNIX_EPOCH + Duration::from_millis(ms),
         ct,
     )

@@ -373,6 +373,23 @@ pub fn bearer_ok(headers: &axum::http::HeaderMap, expected: &str) -> bool {
         .is_some_and(|t| t == expected)
 }
 
+/// Content bytes in the serialised state: hex text (compact, text-safe),
+/// held as `Bytes` so a range request does not copy the whole file.
+pub mod hexbytes {
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(b))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        hex::decode(String::deserialize(d)?)
+            .map(Bytes::from)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 /// Deterministic pseudo-random content for the demo (xorshift over a seed).
 pub fn demo_bytes(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

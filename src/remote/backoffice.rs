@@ -300,7 +300,8 @@ impl BackofficeClient {
             .unwrap_or_default()
     }
 
-    /// `HEAD` of the content: size and time.
+    /// `HEAD` of the content: size and time. A server whose `HEAD` gives no
+    /// length is asked for one byte, and `Content-Range` tells the total.
     pub async fn head_content(&self, client: u64, file: &ClientFile) -> RemoteResult<ContentInfo> {
         let call = self.call(
             "backoffice.head_content",
@@ -308,10 +309,31 @@ impl BackofficeClient {
             &self.content_path(client, file),
         )?;
         let resp = self.http.send(&call, self.auth.as_ref()).await?;
-        Ok(ContentInfo {
+        let mut info = ContentInfo {
             size: resp.content_length(),
             modified: resp.last_modified(),
-        })
+        };
+        if info.size.is_none() {
+            let probe = self
+                .call(
+                    "backoffice.head_content",
+                    Method::GET,
+                    &self.content_path(client, file),
+                )?
+                .header(reqwest::header::RANGE, "bytes=0-0");
+            let resp = self.http.send(&probe, self.auth.as_ref()).await?;
+            info.size = resp
+                .headers
+                .get(reqwest::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit('/').next())
+                .and_then(|t| t.parse().ok())
+                .or_else(|| {
+                    (resp.status == reqwest::StatusCode::OK).then_some(resp.body.len() as u64)
+                });
+            info.modified = info.modified.or(resp.last_modified());
+        }
+        Ok(info)
     }
 
     pub async fn read_content(
