@@ -144,7 +144,16 @@ impl FilesClient {
         };
         let first: Value = self.json(page(0)?).await?;
         let (mut items, count) = decode_page(first)?;
-        let Some(count) = count else { return Ok(items) };
+        let Some(count) = count else {
+            // No count (a bare array): keep paging while pages are full.
+            let mut last = items.len();
+            while last == PAGE {
+                let (more, _) = decode_page(self.json(page(items.len())?).await?)?;
+                last = more.len();
+                items.extend(more);
+            }
+            return Ok(items);
+        };
         if items.len() >= count || items.is_empty() {
             return Ok(items);
         }
