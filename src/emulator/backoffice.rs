@@ -4,7 +4,7 @@
 //! `Range`/`HEAD`, `limit`/`offset` paging, Bearer token.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use axum::extract::{Multipart, Path, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{bearer_ok, content, demo_bytes, demo_text, hexbytes, json_error, Emu};
+use super::{iso, now_ms};
 
 /// A folder: shared by all clients (`client: None`) or a client's own.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,19 +60,6 @@ pub struct BackofficeState {
     pub permissions: BTreeMap<String, bool>,
     pub next_folder: u64,
     pub next_file: u64,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as i64
-}
-
-fn iso(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 impl BackofficeState {

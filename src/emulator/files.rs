@@ -3,7 +3,7 @@
 //! lists, RFC 7807 errors, Bearer API key.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::{bearer_ok, content, demo_bytes, demo_text, hexbytes, problem, Emu};
+use super::{host, iso, now_ms};
 
 /// Hex-encoded bytes in the serialised state (compact, text-safe).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,19 +75,6 @@ pub struct FilesState {
     pub attachments: BTreeMap<String, Vec<u64>>,
     pub next_id: u64,
     pub next_blob: u64,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as i64
-}
-
-fn iso(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 fn media_type_of(name: &str) -> &'static str {
@@ -301,14 +289,6 @@ impl FilesState {
 }
 
 type ApiResult = Result<Response, Response>;
-
-fn host(headers: &HeaderMap) -> String {
-    headers
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1")
-        .to_string()
-}
 
 fn authorize(emu: &Emu, headers: &HeaderMap) -> Result<(), Response> {
     if bearer_ok(headers, &emu.creds.files_api_key) {

@@ -4,7 +4,7 @@
 //! private and public downloads, and deleted items still listed.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::{content, demo_bytes, demo_text, hexbytes, json_error, Emu};
+use super::{host, now_ms};
 
 /// One library item: the file object as the API shows it, and its bytes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -62,13 +63,6 @@ pub struct LibraryState {
     /// Session tokens issued and still valid.
     pub sessions: BTreeSet<String>,
     pub next: u64,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as i64
 }
 
 fn ext(name: &str) -> Option<&str> {
@@ -318,14 +312,6 @@ impl LibraryState {
 
 fn urlencode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
-
-fn host(headers: &HeaderMap) -> String {
-    headers
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1")
-        .to_string()
 }
 
 type ApiResult = Result<Response, Response>;

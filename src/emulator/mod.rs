@@ -373,6 +373,30 @@ pub fn bearer_ok(headers: &axum::http::HeaderMap, expected: &str) -> bool {
         .is_some_and(|t| t == expected)
 }
 
+/// Now, in Unix milliseconds (the APIs' timestamps).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64
+}
+
+/// ISO 8601 UTC with milliseconds, as the Files and back-office APIs write it.
+pub fn iso(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The request's `Host`, for absolute URLs the emulator hands out.
+pub fn host(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1")
+        .to_string()
+}
+
 /// Content bytes in the serialised state: hex text (compact, text-safe),
 /// held as `Bytes` so a range request does not copy the whole file.
 pub mod hexbytes {

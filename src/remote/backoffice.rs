@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use url::Url;
 
-use super::http::{join, Auth, Call, HttpClient, Retry};
+use super::http::{file_part, join, Auth, Call, HttpClient, Retry};
 use super::{RemoteError, RemoteResult};
 
 /// Items per list page.
@@ -227,13 +227,8 @@ impl BackofficeClient {
             caption.to_string(),
         );
         let factory = Arc::new(move || {
-            let bytes = std::fs::read(&path)
-                .map_err(|e| RemoteError::Local(format!("spool {}: {e}", path.display())))?;
             let mut form = reqwest::multipart::Form::new()
-                .part(
-                    "file",
-                    reqwest::multipart::Part::bytes(bytes).file_name(filename.clone()),
-                )
+                .part("file", file_part(&path, &filename)?)
                 .text("caption", caption.clone());
             if let Some(d) = directory {
                 form = form.text("directoryId", d.to_string());

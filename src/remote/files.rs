@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::http::{join, segment, Auth, Call, HttpClient, Retry};
+use super::http::{file_part, join, segment, Auth, Call, HttpClient, Retry};
 use super::{RemoteError, RemoteResult};
 
 /// Items per list page (the API's maximum).
@@ -230,10 +230,7 @@ impl FilesClient {
     pub async fn upload_blob(&self, content: &Path, name: &str) -> RemoteResult<BlobObject> {
         let (path, name) = (content.to_path_buf(), name.to_string());
         let factory = Arc::new(move || {
-            let bytes = std::fs::read(&path)
-                .map_err(|e| RemoteError::Local(format!("spool {}: {e}", path.display())))?;
-            let part = reqwest::multipart::Part::bytes(bytes).file_name(name.clone());
-            Ok(reqwest::multipart::Form::new().part("blob", part))
+            Ok(reqwest::multipart::Form::new().part("blob", file_part(&path, &name)?))
         });
         self.json(
             self.call("files.upload_blob", Method::POST, "/api/blobs")?

@@ -43,6 +43,16 @@ impl Auth for NoAuth {
 /// Builds a multipart form anew for each attempt (forms cannot be cloned).
 pub type FormFactory = Arc<dyn Fn() -> RemoteResult<reqwest::multipart::Form> + Send + Sync>;
 
+/// A multipart part holding a local file's bytes (read anew per attempt).
+pub fn file_part(
+    path: &std::path::Path,
+    file_name: &str,
+) -> RemoteResult<reqwest::multipart::Part> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| RemoteError::Local(format!("spool {}: {e}", path.display())))?;
+    Ok(reqwest::multipart::Part::bytes(bytes).file_name(file_name.to_string()))
+}
+
 /// A request body.
 #[derive(Clone)]
 pub enum Body {

@@ -13,7 +13,7 @@ use reqwest::Method;
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::http::{join, segment, Auth, Call, HttpClient, NoAuth, Retry};
+use super::http::{file_part, join, segment, Auth, Call, HttpClient, NoAuth, Retry};
 use super::{RemoteError, RemoteResult};
 
 /// A library item: the raw object (sent back whole on update) and the
@@ -263,13 +263,8 @@ impl LibraryClient {
             parent.map(str::to_string),
         );
         let factory = Arc::new(move || {
-            let bytes = std::fs::read(&path)
-                .map_err(|e| RemoteError::Local(format!("spool {}: {e}", path.display())))?;
             let mut form = reqwest::multipart::Form::new()
-                .part(
-                    "file",
-                    reqwest::multipart::Part::bytes(bytes).file_name(name.clone()),
-                )
+                .part("file", file_part(&path, &name)?)
                 .text("businessId", business.clone())
                 .text("uploadedFileName", name.clone())
                 .text("userName", user.clone());
