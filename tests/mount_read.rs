@@ -388,3 +388,32 @@ fn listing_call_budgets() {
         emu.counts()
     );
 }
+
+#[test]
+fn a_failing_remote_serves_the_last_listing_and_reports_eio_for_content() {
+    let emu = Emulator::demo();
+    let opts = MountOptions {
+        metadata_ttl: "1s",
+        call_deadline: "3s",
+        ..MountOptions::default()
+    };
+    let m = Mount::start_with(&emu, opts);
+    let before = sh_ok(&format!("ls {}", m.path("apps/handbook").display()));
+    emu.set_faults(bridgefs::emulator::Faults {
+        error_rate: 1.0,
+        method: Some("GET".into()),
+        ..Default::default()
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let after = sh_ok(&format!("ls {}", m.path("apps/handbook").display()));
+    assert_eq!(
+        before, after,
+        "the stale listing is served while the remote fails"
+    );
+    let e = std::fs::read(m.path("apps/handbook/Welcome.md")).unwrap_err();
+    assert_eq!(errno(&e), libc::EIO, "content cannot be faked: {e}");
+    emu.set_faults(bridgefs::emulator::Faults::default());
+    assert!(!std::fs::read(m.path("apps/handbook/Welcome.md"))
+        .unwrap()
+        .is_empty());
+}

@@ -235,7 +235,14 @@ impl BridgeFs {
                 self.state.lock().table.mark_gone(dir);
                 return Err(FsError::NotFound);
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                // The remote is failing: a stale listing beats an error.
+                if self.state.lock().cache.any(dir).is_some() {
+                    tracing::warn!(error = %e, "listing failed; serving the last one");
+                    return Ok(());
+                }
+                return Err(e);
+            }
         };
         fill_sizes(&backend, &mut entries).await;
         self.install_listing(dir, bidx, entries);
@@ -1146,6 +1153,12 @@ impl BridgeFs {
     /// serving. Returns (uploaded, still pending).
     pub async fn recover(&self) -> (usize, usize) {
         let pending = self.journal.pending();
+        // Spool files no record names are leftovers of files in sync.
+        let kept: HashSet<PathBuf> = pending.iter().map(|r| r.spool.clone()).collect();
+        let removed = self.spool.remove_unlisted(&kept);
+        if removed > 0 {
+            tracing::info!(files = removed, "removed leftover spool files");
+        }
         let (mut done, mut left) = (0, 0);
         for rec in pending {
             match self.recover_one(&rec).await {

@@ -22,6 +22,18 @@ impl Spool {
         Ok(Spool { dir })
     }
 
+    /// Deletes every spool file not in `keep` (start-up, before serving).
+    pub fn remove_unlisted(&self, keep: &std::collections::HashSet<PathBuf>) -> usize {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        rd.flatten()
+            .map(|e| e.path())
+            .filter(|p| !keep.contains(p))
+            .filter(|p| std::fs::remove_file(p).is_ok())
+            .count()
+    }
+
     /// A new, empty spool file.
     pub fn create(&self) -> FsResult<LocalFile> {
         let id = format!("{:016x}{:08x}", rand::random::<u64>(), std::process::id());
