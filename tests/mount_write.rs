@@ -524,3 +524,66 @@ fn sigterm_waits_for_pending_uploads() {
         Some(&b"written, never closed\n"[..])
     );
 }
+
+#[test]
+fn inodes_are_stable_sessions_refresh_and_open_files_read_their_writes() {
+    use std::os::unix::fs::MetadataExt;
+    let emu = Emulator::demo();
+    let m = Mount::start(&emu);
+    // Same inode across a rename and across a re-listing (SIGHUP drops caches).
+    std::fs::write(m.path("library/stable.txt"), b"s").unwrap();
+    let ino = std::fs::metadata(m.path("library/stable.txt"))
+        .unwrap()
+        .ino();
+    std::fs::rename(
+        m.path("library/stable.txt"),
+        m.path("library/Policies/stable2.txt"),
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::metadata(m.path("library/Policies/stable2.txt"))
+            .unwrap()
+            .ino(),
+        ino
+    );
+    let pid = sh_ok(&format!(
+        "pgrep -f 'bridgefs mount --config {}'",
+        m.config.display()
+    ));
+    sh_ok(&format!("kill -HUP {}", pid.trim()));
+    std::thread::sleep(Duration::from_millis(200));
+    sh_ok(&format!(
+        "ls -l {} >/dev/null",
+        m.path("library/Policies").display()
+    ));
+    assert_eq!(
+        std::fs::metadata(m.path("library/Policies/stable2.txt"))
+            .unwrap()
+            .ino(),
+        ino
+    );
+
+    // An expired library session is renewed transparently (one refresh).
+    emu.emu().library.lock().expire_sessions();
+    emu.reset_counts();
+    let bytes = std::fs::read(m.path("library/price-list.xlsx")).unwrap();
+    assert!(!bytes.is_empty());
+    assert_eq!(emu.count(&["/sessionToken"]), 1, "{:?}", emu.counts());
+
+    // A file open for writing: other readers see the bytes written so far,
+    // and the directory shows it at once.
+    let p = m.path("apps/handbook/in-progress.txt");
+    let mut f = std::fs::File::create(&p).unwrap();
+    f.write_all(b"partial").unwrap();
+    assert_eq!(std::fs::read(&p).unwrap(), b"partial");
+    assert!(sh_ok(&format!("ls {}", m.path("apps/handbook").display())).contains("in-progress.txt"));
+    f.write_all(b" and more").unwrap();
+    drop(f);
+    let remote = Remote::new(&emu.url());
+    assert_eq!(
+        remote
+            .app_bytes_by_name("handbook", "in-progress.txt")
+            .unwrap(),
+        b"partial and more"
+    );
+}
