@@ -45,14 +45,18 @@ pub fn build_mounts(config: &Config, http: &HttpClient) -> Result<Vec<Mounted>, 
     Ok(mounts)
 }
 
-/// The filesystem core for a config, with its shared HTTP client.
-pub fn build_fs(config: &Config) -> Result<Arc<BridgeFs>, String> {
+/// The shared HTTP client for a config.
+fn build_http(config: &Config) -> Result<HttpClient, String> {
     let policy = RetryPolicy {
         call_deadline: config.cache.call_deadline,
         ..RetryPolicy::default()
     };
-    let http = HttpClient::new(policy).map_err(|e| e.to_string())?;
-    let mounts = build_mounts(config, &http)?;
+    HttpClient::new(policy).map_err(|e| e.to_string())
+}
+
+/// The filesystem core for a config.
+pub fn build_fs(config: &Config, http: &HttpClient) -> Result<Arc<BridgeFs>, String> {
+    let mounts = build_mounts(config, http)?;
     let opts = FsOptions {
         metadata_ttl: config.cache.metadata_ttl,
         negative_ttl: config.cache.negative_ttl,
@@ -81,9 +85,10 @@ pub fn run(config: Config, mountpoint: &Path) -> Result<(), String> {
         .thread_name("bridgefs-io")
         .build()
         .map_err(|e| e.to_string())?;
+    let http = build_http(&config)?;
     let fs = {
         let _enter = rt.enter();
-        build_fs(&config)?
+        build_fs(&config, &http)?
     };
     let (done, left) = rt.block_on(fs.recover());
     if done + left > 0 {
@@ -131,6 +136,22 @@ pub fn run(config: Config, mountpoint: &Path) -> Result<(), String> {
         })
         .map_err(|e| e.to_string())?;
     tracing::info!(mountpoint = %mountpoint.display(), backends = ?fs.mount_names(), "mounted");
+    let reporter = StatusReporter {
+        fs: fs.clone(),
+        http: http.clone(),
+        state_dir: config.cache.state_dir.clone(),
+        mountpoint: mountpoint.to_path_buf(),
+        started: unix_now(),
+    };
+    let status_task = {
+        let reporter = reporter.clone();
+        rt.spawn(async move {
+            loop {
+                reporter.write(true);
+                tokio::time::sleep(STATUS_EVERY).await;
+            }
+        })
+    };
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 
     let wait = config.cache.shutdown_wait;
@@ -162,9 +183,103 @@ pub fn run(config: Config, mountpoint: &Path) -> Result<(), String> {
         fs.journal_dirty();
         fs.shutdown(Duration::from_secs(2).min(wait)).await
     });
+    status_task.abort();
+    reporter.write(false);
     rt.shutdown_timeout(Duration::from_secs(1));
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How often the status file is rewritten.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+/// Writes `state_dir/status.json` for `bridgefs status`.
+#[derive(Clone)]
+struct StatusReporter {
+    fs: Arc<BridgeFs>,
+    http: HttpClient,
+    state_dir: PathBuf,
+    mountpoint: PathBuf,
+    started: u64,
+}
+
+impl StatusReporter {
+    fn write(&self, running: bool) {
+        let (counters, pending, inodes) = self.fs.snapshot();
+        let status = crate::status::Status {
+            pid: std::process::id(),
+            mountpoint: self.mountpoint.clone(),
+            running,
+            started: self.started,
+            updated: unix_now(),
+            backends: self.fs.mount_names(),
+            fs: counters,
+            pending_uploads: pending,
+            inodes,
+            http: self.http.stats(),
+        };
+        if let Err(e) = crate::status::write(&self.state_dir, &status) {
+            tracing::warn!(error = %e, "cannot write the status file");
+        }
+    }
+}
+
+/// `bridgefs check`: reaches every backend (its top level and, one level
+/// down, each configured app or client) and reports per place. Returns
+/// whether everything answered.
+pub fn check(config: &Config) -> Result<bool, String> {
+    let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let http = build_http(config)?;
+    let mounts = {
+        let _enter = rt.enter();
+        build_mounts(config, &http)?
+    };
+    let mut ok = true;
+    rt.block_on(async {
+        for m in &mounts {
+            let root = m.backend.root();
+            match m.backend.list(&root).await {
+                Ok(entries) => {
+                    println!("ok    {}/ ({} entries)", m.name, entries.len());
+                    for e in entries
+                        .iter()
+                        .filter(|e| e.kind == crate::fs::backend::Kind::Dir)
+                        .take(20)
+                    {
+                        match m.backend.list(&e.key).await {
+                            Ok(children) => println!(
+                                "ok    {}/{}/ ({} entries)",
+                                m.name,
+                                e.name,
+                                children.len()
+                            ),
+                            Err(err) => {
+                                ok = false;
+                                println!(
+                                    "FAIL  {}/{}/: {err} (errno {})",
+                                    m.name,
+                                    e.name,
+                                    err.errno()
+                                );
+                            }
+                        }
+                    }
+                }
+                Err(err) => {
+                    ok = false;
+                    println!("FAIL  {}/: {err} (errno {})", m.name, err.errno());
+                }
+            }
+        }
+    });
+    Ok(ok)
 }
 
 /// Everything `bridgefs demo` needs besides the mountpoint: credential files

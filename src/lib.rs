@@ -12,3 +12,4 @@ pub mod emulator;
 pub mod fs;
 pub mod fuse;
 pub mod remote;
+pub mod status;

@@ -37,6 +37,16 @@ enum Command {
     },
     /// Serve the three APIs on one listener: /backoffice, /library/live, /files.
     Emulator(EmulatorArgs),
+    /// Check a config: parse it and reach every backend (exit 1 if any fails).
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Show a running mount's counters, pending uploads and remote calls.
+    Status {
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -114,6 +124,15 @@ fn main() -> ExitCode {
             .and_then(|c| daemon::run(c, &mountpoint)),
         Command::Demo { mountpoint } => demo(&mountpoint),
         Command::Emulator(args) => emulator(args),
+        Command::Check { config } => match Config::load(&config)
+            .map_err(|e| e.to_string())
+            .and_then(|c| daemon::check(&c))
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(1),
+            Err(e) => Err(e),
+        },
+        Command::Status { config } => status(&config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -121,6 +140,21 @@ fn main() -> ExitCode {
             eprintln!("bridgefs: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+fn status(config: &std::path::Path) -> Result<(), String> {
+    let config = Config::load(config).map_err(|e| e.to_string())?;
+    let s = bridgefs::status::read(&config.cache.state_dir)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    print!("{}", bridgefs::status::render(&s, now));
+    if s.running && bridgefs::status::alive(s.pid) {
+        Ok(())
+    } else {
+        Err("not running".into())
     }
 }
 

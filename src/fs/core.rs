@@ -1289,6 +1289,34 @@ impl BridgeFs {
         }
     }
 
+    /// Counters by name, the number of files not uploaded yet, and of inodes.
+    pub fn snapshot(&self) -> (std::collections::BTreeMap<String, u64>, usize, usize) {
+        let c = &self.counters;
+        let counters = [
+            ("lookups", &c.lookups),
+            ("listings", &c.listings),
+            ("reads", &c.reads),
+            ("bytes_read", &c.bytes_read),
+            ("bytes_written", &c.bytes_written),
+            ("uploads", &c.uploads),
+            ("upload_failures", &c.upload_failures),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.load(Ordering::Relaxed)))
+        .collect();
+        let st = self.state.lock();
+        let pending = st
+            .locals
+            .iter()
+            .filter(|i| {
+                st.table
+                    .get(**i)
+                    .is_some_and(|n| n.local.as_ref().is_some_and(|l| l.dirty()))
+            })
+            .count();
+        (counters, pending, st.table.len())
+    }
+
     /// Backend names, for `status` and logs.
     pub fn mount_names(&self) -> Vec<String> {
         self.mounts.iter().map(|m| m.name.clone()).collect()

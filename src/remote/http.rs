@@ -180,7 +180,7 @@ impl Default for RetryPolicy {
 }
 
 /// Counters of one endpoint label.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct EndpointStats {
     pub calls: u64,
     pub attempts: u64,
@@ -217,8 +217,12 @@ impl HttpClient {
     }
 
     /// A snapshot of the per-endpoint counters.
-    pub fn stats(&self) -> BTreeMap<&'static str, EndpointStats> {
-        self.stats.lock().clone()
+    pub fn stats(&self) -> BTreeMap<String, EndpointStats> {
+        self.stats
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
     }
 
     /// Sends the call (retrying as its policy allows) and returns the
