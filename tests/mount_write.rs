@@ -587,3 +587,14 @@ fn inodes_are_stable_sessions_refresh_and_open_files_read_their_writes() {
         b"partial and more"
     );
 }
+
+#[test]
+fn spool_and_journal_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let emu = Emulator::demo();
+    let m = Mount::start(&emu);
+    for dir in [m.files.path("cache/spool"), m.state_dir().join("pending")] {
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", dir.display());
+    }
+}

@@ -37,6 +37,7 @@ impl Journal {
     pub fn open(state_dir: &Path) -> std::io::Result<Journal> {
         let dir = state_dir.join("pending");
         std::fs::create_dir_all(&dir)?;
+        super::spool::private(&dir)?;
         Ok(Journal { dir })
     }
 

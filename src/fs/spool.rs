@@ -9,6 +9,13 @@ use parking_lot::Mutex;
 
 use super::error::{FsError, FsResult};
 
+/// Spooled bytes are the users' documents: only the daemon's user may
+/// read the directories that hold them.
+pub fn private(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
 /// The spool directory.
 #[derive(Debug, Clone)]
 pub struct Spool {
@@ -19,6 +26,7 @@ impl Spool {
     pub fn open(cache_dir: &Path) -> std::io::Result<Spool> {
         let dir = cache_dir.join("spool");
         std::fs::create_dir_all(&dir)?;
+        private(&dir)?;
         Ok(Spool { dir })
     }
 
