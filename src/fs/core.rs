@@ -759,6 +759,7 @@ impl BridgeFs {
                     let src = Source {
                         backend: &backend,
                         entry: &entry,
+                        ino,
                         version,
                         size: attr.size,
                     };
@@ -848,9 +849,12 @@ impl BridgeFs {
         };
         if idle && !local.dirty() {
             node.local = None;
-            node.content_version += 1;
             local.discard();
             st.locals.remove(&ino);
+            let version = st.table.bump_version();
+            if let Some(n) = st.table.get_mut(ino) {
+                n.content_version = version;
+            }
         }
     }
 

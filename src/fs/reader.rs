@@ -21,7 +21,8 @@ pub const BLOCK: u64 = 1 << 20;
 pub const MAX_READAHEAD_BLOCKS: u64 = 8;
 
 type Fetch = Shared<BoxFuture<'static, FsResult<Bytes>>>;
-type BlockId = (u64, u64);
+/// (inode, content version, block index).
+type BlockId = (u64, u64, u64);
 
 /// Per-handle access pattern.
 #[derive(Debug, Default, Clone)]
@@ -56,12 +57,13 @@ impl ReadPattern {
 pub struct Source<'a> {
     pub backend: &'a Arc<dyn Backend>,
     pub entry: &'a Entry,
-    /// Changes whenever the content may have (the cache key).
+    /// The inode and its content version: together, the cache key.
+    pub ino: u64,
     pub version: u64,
     pub size: u64,
 }
 
-/// Blocks of content keyed by (content version, block index).
+/// Blocks of content keyed by inode, content version and block index.
 pub struct BlockCache {
     inner: Mutex<Inner>,
 }
@@ -84,15 +86,15 @@ impl BlockCache {
 
     /// The block, from the cache, from a fetch already under way, or by
     /// starting one.
-    fn block(
-        self: &Arc<Self>,
-        backend: &Arc<dyn Backend>,
-        entry: &Entry,
-        version: u64,
-        idx: u64,
-        size: u64,
-    ) -> Fetch {
-        let id = (version, idx);
+    fn block(self: &Arc<Self>, src: &Source<'_>, idx: u64) -> Fetch {
+        let Source {
+            backend,
+            entry,
+            ino,
+            version,
+            size,
+        } = *src;
+        let id = (ino, version, idx);
         let mut inner = self.inner.lock();
         if let Some(b) = inner.lru.get(&id) {
             let b = b.clone();
@@ -131,8 +133,8 @@ impl BlockCache {
         let Source {
             backend,
             entry,
-            version,
             size,
+            ..
         } = *src;
         if offset >= size || len == 0 {
             return Ok(Bytes::new());
@@ -146,14 +148,12 @@ impl BlockCache {
         let last_block = (size - 1) / BLOCK;
         // Start the read-ahead first so it runs while we wait.
         for idx in (last + 1)..=(last + readahead).min(last_block) {
-            let f = self.block(backend, entry, version, idx, size);
+            let f = self.block(src, idx);
             tokio::spawn(async move {
                 let _ = f.await;
             });
         }
-        let fetches: Vec<Fetch> = (first..=last)
-            .map(|i| self.block(backend, entry, version, i, size))
-            .collect();
+        let fetches: Vec<Fetch> = (first..=last).map(|i| self.block(src, i)).collect();
         let blocks = futures::future::try_join_all(fetches).await?;
         let mut out = BytesMut::with_capacity((end - offset) as usize);
         for (i, b) in blocks.iter().enumerate() {
