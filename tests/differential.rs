@@ -74,8 +74,8 @@ enum Op {
     Rmdir(String),
 }
 
-fn path_in(rng: &mut Rng) -> String {
-    let dir = rng.pick(DIRS);
+fn path_in(rng: &mut Rng, flat: bool) -> String {
+    let dir = if flat { "" } else { rng.pick(DIRS) };
     let f = rng.pick(FILES);
     if dir.is_empty() {
         f.to_string()
@@ -84,7 +84,7 @@ fn path_in(rng: &mut Rng) -> String {
     }
 }
 
-fn random_op(rng: &mut Rng) -> Op {
+fn random_op(rng: &mut Rng, flat: bool) -> Op {
     let data = |rng: &mut Rng| {
         let len = [0, 1, 100, 5000, 70_000][rng.below(5) as usize];
         let seed = rng.next() as u8;
@@ -92,12 +92,12 @@ fn random_op(rng: &mut Rng) -> Op {
             .map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed))
             .collect::<Vec<u8>>()
     };
-    match rng.below(10) {
-        0..=2 => Op::Write(path_in(rng), data(rng)),
-        3 => Op::Append(path_in(rng), data(rng)),
-        4 => Op::Truncate(path_in(rng), rng.below(6000)),
-        5 | 6 => Op::Rename(path_in(rng), path_in(rng)),
-        7 => Op::Unlink(path_in(rng)),
+    match rng.below(if flat { 8 } else { 10 }) {
+        0..=2 => Op::Write(path_in(rng, flat), data(rng)),
+        3 => Op::Append(path_in(rng, flat), data(rng)),
+        4 => Op::Truncate(path_in(rng, flat), rng.below(6000)),
+        5 | 6 => Op::Rename(path_in(rng, flat), path_in(rng, flat)),
+        7 => Op::Unlink(path_in(rng, flat)),
         8 => Op::Mkdir(rng.pick(&DIRS[1..]).to_string()),
         _ => Op::Rmdir(rng.pick(&DIRS[1..]).to_string()),
     }
@@ -141,12 +141,24 @@ fn summary(t: &BTreeMap<PathBuf, Option<Vec<u8>>>) -> Vec<String> {
 }
 
 #[test]
-fn random_operations_match_a_local_directory() {
-    let emu = Emulator::demo();
+fn library_operations_match_a_local_directory() {
+    differential("library/diff", false);
+}
+
+/// A Files app is flat: files only (overwrites are revisions, unlink trashes).
+#[test]
+fn files_app_operations_match_a_local_directory() {
+    differential("apps/contracts", true);
+}
+
+fn differential(remote_dir: &str, flat: bool) {
+    let emu = Emulator::start(bridgefs::emulator::Dataset::empty());
     let m = Mount::start(&emu);
-    let remote_root = m.path("library/diff");
+    let remote_root = m.path(remote_dir);
     let local_root = m.files.path("local-diff");
-    std::fs::create_dir(&remote_root).unwrap();
+    if !remote_root.exists() {
+        std::fs::create_dir(&remote_root).unwrap();
+    }
     std::fs::create_dir(&local_root).unwrap();
     // DIFF_SEED and DIFF_STEPS explore further by hand; CI runs the fixed seed.
     let seed = std::env::var("DIFF_SEED")
@@ -159,7 +171,7 @@ fn random_operations_match_a_local_directory() {
         .unwrap_or(160);
     let mut rng = Rng(seed | 1);
     for step in 0..steps {
-        let op = random_op(&mut rng);
+        let op = random_op(&mut rng, flat);
         let local = apply(&local_root, &op);
         let mounted = apply(&remote_root, &op);
         if std::env::var("DIFF_TRACE").is_ok() {
