@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use parking_lot::Mutex;
 
-use super::backend::{fallback_time, Backend, Entry, Key, Kind, XATTR_PREFIX};
+use super::backend::{fallback_time, Backend, Entry, Kind, XATTR_PREFIX};
 use super::cache::{Listing, MetaCache};
 use super::error::{FsError, FsResult};
 use super::inode::{Ino, InodeTable, LOCAL_KEY_PREFIX, ROOT};
@@ -1324,18 +1324,6 @@ impl BridgeFs {
     /// Backend names, for `status` and logs.
     pub fn mount_names(&self) -> Vec<String> {
         self.mounts.iter().map(|m| m.name.clone()).collect()
-    }
-
-    /// Keys of a directory's current children (tests and diagnostics).
-    pub fn cached_names(&self, dir: Ino) -> Option<Vec<(String, Key)>> {
-        let mut st = self.state.lock();
-        let entries = st.cache.any(dir)?.entries.clone();
-        Some(
-            entries
-                .into_iter()
-                .filter_map(|(n, i)| st.table.get(i).map(|node| (n, node.entry.key.clone())))
-                .collect(),
-        )
     }
 }
 
