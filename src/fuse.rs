@@ -68,6 +68,19 @@ fn to_file_attr(a: &Attr, owner: Owner) -> FileAttr {
     }
 }
 
+/// The process (thread group) a request comes from: FUSE gives the thread,
+/// and "a flush from another process" must not mean "another thread".
+fn process_of(req: &Request) -> u32 {
+    let tid = req.pid();
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Tgid:").and_then(|v| v.trim().parse().ok()))
+        })
+        .unwrap_or(tid)
+}
+
 fn errno(e: &FsError) -> Errno {
     Errno::from_i32(e.errno())
 }
@@ -254,7 +267,7 @@ impl Filesystem for FuseAdapter {
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let fs = self.fs.clone();
-        let pid = req.pid();
+        let pid = process_of(req);
         self.rt.spawn(async move {
             match fs.open(ino.0, flags.0, pid).await {
                 Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
@@ -320,7 +333,7 @@ impl Filesystem for FuseAdapter {
         reply: ReplyEmpty,
     ) {
         let fs = self.fs.clone();
-        let pid = req.pid();
+        let pid = process_of(req);
         self.rt.spawn(async move {
             match fs.flush(ino.0, fh.0, pid).await {
                 Ok(()) => reply.ok(),
@@ -555,7 +568,7 @@ impl Filesystem for FuseAdapter {
             return reply.error(Errno::from_i32(libc::EINVAL));
         };
         let (fs, owner, ttl) = (self.fs.clone(), self.owner, self.ttl);
-        let pid = req.pid();
+        let pid = process_of(req);
         self.rt.spawn(async move {
             match fs.create(parent.0, &name, flags, pid).await {
                 Ok((a, fh)) => reply.created(

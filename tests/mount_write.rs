@@ -598,3 +598,32 @@ fn spool_and_journal_are_private() {
         assert_eq!(mode, 0o700, "{}", dir.display());
     }
 }
+
+#[test]
+fn close_from_another_thread_reports_the_upload_error() {
+    use std::os::fd::IntoRawFd;
+    let emu = Emulator::demo();
+    let m = Mount::start(&emu);
+    std::fs::read_dir(m.path("library")).unwrap().count();
+    emu.set_faults(Faults {
+        error_rate: 1.0,
+        path_contains: Some("fileUploadS3".into()),
+        ..Default::default()
+    });
+    let mut f = std::fs::File::create(m.path("library/threaded.txt")).unwrap();
+    f.write_all(b"from a worker thread").unwrap();
+    let fd = f.into_raw_fd();
+    let (rc, err) = std::thread::spawn(move || {
+        // SAFETY: the fd is ours; close reports the flush's error.
+        let rc = unsafe { libc::close(fd) };
+        (rc, std::io::Error::last_os_error().raw_os_error())
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        (rc, err),
+        (-1, Some(libc::EIO)),
+        "close in another thread of the writer reports EIO"
+    );
+    emu.set_faults(Faults::default());
+}

@@ -959,12 +959,22 @@ impl BridgeFs {
         if entry.kind == Kind::Dir {
             return Err(FsError::IsDir);
         }
-        let is_remote = self
+        // Wait for an upload under way, or it would bring the file back.
+        let local = self
             .state
             .lock()
             .table
             .get(ino)
-            .is_some_and(|n| n.is_remote());
+            .and_then(|n| n.local.clone());
+        let _upload = match &local {
+            Some(l) => Some(l.upload.lock().await),
+            None => None,
+        };
+        let (is_remote, entry) = {
+            let st = self.state.lock();
+            let n = st.table.get(ino).ok_or(FsError::NotFound)?;
+            (n.is_remote(), n.entry.clone())
+        };
         if is_remote {
             let (_, _, dir) = self.remote_of(parent)?;
             backend.remove(&dir.key, &entry).await?;
@@ -1041,15 +1051,23 @@ impl BridgeFs {
             None => None,
         };
         let (_, _, from_dir) = self.remote_of(parent)?;
-        let (src_remote, src_local) = {
-            let st = self.state.lock();
-            let n = st.table.get(src).ok_or(FsError::NotFound)?;
-            (n.is_remote(), n.local.clone())
-        };
+        let src_local = self
+            .state
+            .lock()
+            .table
+            .get(src)
+            .and_then(|n| n.local.clone());
         // Hold the file's upload so it cannot go out under the old name.
         let _upload = match &src_local {
             Some(l) => Some(l.upload.lock().await),
             None => None,
+        };
+        // An upload that just finished may have given the file a remote
+        // identity (or a new one): read it under the lock.
+        let (src_remote, entry) = {
+            let st = self.state.lock();
+            let n = st.table.get(src).ok_or(FsError::NotFound)?;
+            (n.is_remote(), n.entry.clone())
         };
         let new_entry = if src_remote {
             Some(
