@@ -953,6 +953,28 @@ impl BridgeFs {
         });
     }
 
+    /// Waits for an upload of `ino` under way and holds off the next one
+    /// (the guard), then reads the file's identity: the upload may have
+    /// given it a remote one, or a new one.
+    async fn settle(
+        &self,
+        ino: Ino,
+    ) -> FsResult<(Option<tokio::sync::OwnedMutexGuard<()>>, bool, Entry)> {
+        let local = self
+            .state
+            .lock()
+            .table
+            .get(ino)
+            .and_then(|n| n.local.clone());
+        let guard = match local {
+            Some(l) => Some(l.upload.clone().lock_owned().await),
+            None => None,
+        };
+        let st = self.state.lock();
+        let n = st.table.get(ino).ok_or(FsError::NotFound)?;
+        Ok((guard, n.is_remote(), n.entry.clone()))
+    }
+
     pub async fn unlink(&self, parent: Ino, name: &str) -> FsResult<()> {
         let ino = self.resolve(parent, name).await?;
         let (bidx, backend, entry) = self.remote_of(ino)?;
@@ -960,21 +982,7 @@ impl BridgeFs {
             return Err(FsError::IsDir);
         }
         // Wait for an upload under way, or it would bring the file back.
-        let local = self
-            .state
-            .lock()
-            .table
-            .get(ino)
-            .and_then(|n| n.local.clone());
-        let _upload = match &local {
-            Some(l) => Some(l.upload.lock().await),
-            None => None,
-        };
-        let (is_remote, entry) = {
-            let st = self.state.lock();
-            let n = st.table.get(ino).ok_or(FsError::NotFound)?;
-            (n.is_remote(), n.entry.clone())
-        };
+        let (_upload, is_remote, entry) = self.settle(ino).await?;
         if is_remote {
             let (_, _, dir) = self.remote_of(parent)?;
             backend.remove(&dir.key, &entry).await?;
@@ -1051,24 +1059,14 @@ impl BridgeFs {
             None => None,
         };
         let (_, _, from_dir) = self.remote_of(parent)?;
+        // Hold the file's upload so it cannot go out under the old name.
+        let (_upload, src_remote, entry) = self.settle(src).await?;
         let src_local = self
             .state
             .lock()
             .table
             .get(src)
             .and_then(|n| n.local.clone());
-        // Hold the file's upload so it cannot go out under the old name.
-        let _upload = match &src_local {
-            Some(l) => Some(l.upload.lock().await),
-            None => None,
-        };
-        // An upload that just finished may have given the file a remote
-        // identity (or a new one): read it under the lock.
-        let (src_remote, entry) = {
-            let st = self.state.lock();
-            let n = st.table.get(src).ok_or(FsError::NotFound)?;
-            (n.is_remote(), n.entry.clone())
-        };
         let new_entry = if src_remote {
             Some(
                 backend

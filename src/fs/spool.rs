@@ -5,6 +5,8 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use parking_lot::Mutex;
 
 use super::error::{FsError, FsResult};
@@ -61,7 +63,7 @@ impl Spool {
                 uploaded_generation: None,
                 journaled: false,
             }),
-            upload: tokio::sync::Mutex::new(()),
+            upload: Arc::default(),
         })
     }
 }
@@ -74,7 +76,7 @@ pub struct LocalFile {
     pub path: PathBuf,
     inner: Mutex<LocalState>,
     /// Serialises uploads of this file.
-    pub upload: tokio::sync::Mutex<()>,
+    pub upload: Arc<tokio::sync::Mutex<()>>,
 }
 
 #[derive(Debug)]
