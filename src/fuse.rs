@@ -103,6 +103,50 @@ fn log_error(op: &str, e: &FsError) {
     }
 }
 
+/// The one thing every reply type can do: fail with an errno.
+trait Fail {
+    fn fail(self, e: Errno);
+}
+
+macro_rules! fail_via_error {
+    ($($t:ty),*) => { $(impl Fail for $t { fn fail(self, e: Errno) { self.error(e) } })* };
+}
+fail_via_error!(
+    ReplyEntry,
+    ReplyAttr,
+    ReplyEmpty,
+    ReplyOpen,
+    ReplyData,
+    ReplyXattr,
+    ReplyCreate
+);
+
+impl FuseAdapter {
+    /// Runs one request on tokio with its reply moved into the task: `ok`
+    /// answers a success, any error becomes its errno.
+    fn run<R, T, F>(
+        &self,
+        op: &'static str,
+        reply: R,
+        fut: F,
+        ok: impl FnOnce(R, T) + Send + 'static,
+    ) where
+        R: Fail + Send + 'static,
+        T: Send + 'static,
+        F: std::future::Future<Output = crate::fs::FsResult<T>> + Send + 'static,
+    {
+        self.rt.spawn(async move {
+            match fut.await {
+                Ok(v) => ok(reply, v),
+                Err(e) => {
+                    log_error(op, &e);
+                    reply.fail(errno(&e))
+                }
+            }
+        });
+    }
+}
+
 impl Filesystem for FuseAdapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         // READDIRPLUS: `ls -l` gets attributes with the listing. Atomic
@@ -122,15 +166,12 @@ impl Filesystem for FuseAdapter {
             return reply.error(Errno::from_i32(libc::ENOENT));
         };
         let (fs, owner, ttl) = (self.fs.clone(), self.owner, self.ttl);
-        self.rt.spawn(async move {
-            match fs.lookup(parent.0, &name).await {
-                Ok(a) => reply.entry(&ttl, &to_file_attr(&a, owner), Generation(0)),
-                Err(e) => {
-                    log_error("lookup", &e);
-                    reply.error(errno(&e))
-                }
-            }
-        });
+        self.run(
+            "lookup",
+            reply,
+            async move { fs.lookup(parent.0, &name).await },
+            move |r, a| r.entry(&ttl, &to_file_attr(&a, owner), Generation(0)),
+        );
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -139,15 +180,12 @@ impl Filesystem for FuseAdapter {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let (fs, owner, ttl) = (self.fs.clone(), self.owner, self.ttl);
-        self.rt.spawn(async move {
-            match fs.getattr(ino.0).await {
-                Ok(a) => reply.attr(&ttl, &to_file_attr(&a, owner)),
-                Err(e) => {
-                    log_error("getattr", &e);
-                    reply.error(errno(&e))
-                }
-            }
-        });
+        self.run(
+            "getattr",
+            reply,
+            async move { fs.getattr(ino.0).await },
+            move |r, a| r.attr(&ttl, &to_file_attr(&a, owner)),
+        );
     }
 
     fn setattr(
@@ -169,15 +207,12 @@ impl Filesystem for FuseAdapter {
         reply: ReplyAttr,
     ) {
         let (fs, owner, ttl) = (self.fs.clone(), self.owner, self.ttl);
-        self.rt.spawn(async move {
-            match fs.setattr(ino.0, size, fh.map(|f| f.0)).await {
-                Ok(a) => reply.attr(&ttl, &to_file_attr(&a, owner)),
-                Err(e) => {
-                    log_error("setattr", &e);
-                    reply.error(errno(&e))
-                }
-            }
-        });
+        self.run(
+            "setattr",
+            reply,
+            async move { fs.setattr(ino.0, size, fh.map(|f| f.0)).await },
+            move |r, a| r.attr(&ttl, &to_file_attr(&a, owner)),
+        );
     }
 
     fn mkdir(
@@ -193,15 +228,12 @@ impl Filesystem for FuseAdapter {
             return reply.error(Errno::from_i32(libc::EINVAL));
         };
         let (fs, owner, ttl) = (self.fs.clone(), self.owner, self.ttl);
-        self.rt.spawn(async move {
-            match fs.mkdir(parent.0, &name).await {
-                Ok(a) => reply.entry(&ttl, &to_file_attr(&a, owner), Generation(0)),
-                Err(e) => {
-                    log_error("mkdir", &e);
-                    reply.error(errno(&e))
-                }
-            }
-        });
+        self.run(
+            "mkdir",
+            reply,
+            async move { fs.mkdir(parent.0, &name).await },
+            move |r, a| r.entry(&ttl, &to_file_attr(&a, owner), Generation(0)),
+        );
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -209,15 +241,12 @@ impl Filesystem for FuseAdapter {
             return reply.error(Errno::from_i32(libc::ENOENT));
         };
         let fs = self.fs.clone();
-        self.rt.spawn(async move {
-            match fs.unlink(parent.0, &name).await {
-                Ok(()) => reply.ok(),
-                Err(e) => {
-                    log_error("unlink", &e);
-                    reply.error(errno(&e))
-                }
-            }
-        });
+        self.run(
+            "unlink",
+            reply,
+            async move { fs.unlink(parent.0, &name).await },
+            move |r, ()| r.ok(),
+        );
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -225,15 +254,12 @@ impl Filesystem for FuseAdapter {
             return reply.error(Errno::from_i32(libc::ENOENT));
         };
         let fs = self.fs.clone();
-        self.rt.spawn(async move {
-            match fs.rmdir(parent.0, &name).await {
-                Ok(()) => reply.ok(),
-                Err(e) => {
-                    log_error("rmdir", &e);
-                    reply.error(errno(&e))
-                }
-            }
-        });
+        self.run(
+            "rmdir",
+            reply,
+            async move { fs.rmdir(parent.0, &name).await },
+            move |r, ()| r.ok(),
+        );
     }
 
     fn rename(
@@ -251,32 +277,22 @@ impl Filesystem for FuseAdapter {
         };
         let fs = self.fs.clone();
         let flags = flags.bits();
-        self.rt.spawn(async move {
-            match fs
-                .rename(parent.0, &name, newparent.0, &newname, flags)
+        let rename = async move {
+            fs.rename(parent.0, &name, newparent.0, &newname, flags)
                 .await
-            {
-                Ok(()) => reply.ok(),
-                Err(e) => {
-                    log_error("rename", &e);
-                    reply.error(errno(&e))
-                }
-            }
-        });
+        };
+        self.run("rename", reply, rename, |r, ()| r.ok());
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let fs = self.fs.clone();
         let pid = process_of(req);
-        self.rt.spawn(async move {
-            match fs.open(ino.0, flags.0, pid).await {
-                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-                Err(e) => {
-                    log_error("open", &e);
-                    reply.error(errno(&e))
-                }
-            }
-        });
+        self.run(
+            "open",
+            reply,
+            async move { fs.open(ino.0, flags.0, pid).await },
+            move |r, fh| r.opened(FileHandle(fh), FopenFlags::empty()),
+        );
     }
 
     fn read(
@@ -291,15 +307,12 @@ impl Filesystem for FuseAdapter {
         reply: ReplyData,
     ) {
         let fs = self.fs.clone();
-        self.rt.spawn(async move {
-            match fs.read(ino.0, fh.0, offset, size).await {
-                Ok(data) => reply.data(&data),
-                Err(e) => {
-                    log_error("read", &e);
-                    reply.error(errno(&e))
-                }
-            }
-        });
+        self.run(
+            "read",
+            reply,
+            async move { fs.read(ino.0, fh.0, offset, size).await },
+            move |r, data| r.data(&data),
+        );
     }
 
     fn write(
@@ -334,15 +347,12 @@ impl Filesystem for FuseAdapter {
     ) {
         let fs = self.fs.clone();
         let pid = process_of(req);
-        self.rt.spawn(async move {
-            match fs.flush(ino.0, fh.0, pid).await {
-                Ok(()) => reply.ok(),
-                Err(e) => {
-                    log_error("flush", &e);
-                    reply.error(errno(&e))
-                }
-            }
-        });
+        self.run(
+            "flush",
+            reply,
+            async move { fs.flush(ino.0, fh.0, pid).await },
+            move |r, ()| r.ok(),
+        );
     }
 
     fn release(
@@ -371,28 +381,22 @@ impl Filesystem for FuseAdapter {
         reply: ReplyEmpty,
     ) {
         let fs = self.fs.clone();
-        self.rt.spawn(async move {
-            match fs.fsync(ino.0).await {
-                Ok(()) => reply.ok(),
-                Err(e) => {
-                    log_error("fsync", &e);
-                    reply.error(errno(&e))
-                }
-            }
-        });
+        self.run(
+            "fsync",
+            reply,
+            async move { fs.fsync(ino.0).await },
+            move |r, ()| r.ok(),
+        );
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let fs = self.fs.clone();
-        self.rt.spawn(async move {
-            match fs.opendir(ino.0).await {
-                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-                Err(e) => {
-                    log_error("opendir", &e);
-                    reply.error(errno(&e))
-                }
-            }
-        });
+        self.run(
+            "opendir",
+            reply,
+            async move { fs.opendir(ino.0).await },
+            move |r, fh| r.opened(FileHandle(fh), FopenFlags::empty()),
+        );
     }
 
     fn readdir(
@@ -491,15 +495,12 @@ impl Filesystem for FuseAdapter {
         };
         let fs = self.fs.clone();
         let value = value.to_vec();
-        self.rt.spawn(async move {
-            match fs.setxattr(ino.0, &name, Some(&value)).await {
-                Ok(()) => reply.ok(),
-                Err(e) => {
-                    log_error("setxattr", &e);
-                    reply.error(errno(&e))
-                }
-            }
-        });
+        self.run(
+            "setxattr",
+            reply,
+            async move { fs.setxattr(ino.0, &name, Some(&value)).await },
+            move |r, ()| r.ok(),
+        );
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
@@ -507,35 +508,26 @@ impl Filesystem for FuseAdapter {
             return reply.error(Errno::from_i32(libc::ENODATA));
         };
         let fs = self.fs.clone();
-        self.rt.spawn(async move {
-            match fs.getxattr(ino.0, &name).await {
-                Ok(v) => xattr_reply(reply, size, &v),
-                Err(e) => {
-                    log_error("getxattr", &e);
-                    reply.error(errno(&e))
-                }
-            }
-        });
+        self.run(
+            "getxattr",
+            reply,
+            async move { fs.getxattr(ino.0, &name).await },
+            move |r, v| xattr_reply(r, size, &v),
+        );
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         let fs = self.fs.clone();
-        self.rt.spawn(async move {
-            match fs.listxattr(ino.0).await {
-                Ok(names) => {
-                    let mut buf = Vec::new();
-                    for n in names {
-                        buf.extend_from_slice(n.as_bytes());
-                        buf.push(0);
-                    }
-                    xattr_reply(reply, size, &buf)
-                }
-                Err(e) => {
-                    log_error("listxattr", &e);
-                    reply.error(errno(&e))
-                }
-            }
-        });
+        self.run(
+            "listxattr",
+            reply,
+            async move { fs.listxattr(ino.0).await },
+            move |r, names| {
+                // NUL-terminated names, as listxattr(2) returns them.
+                let buf: Vec<u8> = names.iter().flat_map(|n| n.bytes().chain([0])).collect();
+                xattr_reply(r, size, &buf)
+            },
+        );
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -543,15 +535,12 @@ impl Filesystem for FuseAdapter {
             return reply.error(Errno::from_i32(libc::ENODATA));
         };
         let fs = self.fs.clone();
-        self.rt.spawn(async move {
-            match fs.setxattr(ino.0, &name, None).await {
-                Ok(()) => reply.ok(),
-                Err(e) => {
-                    log_error("removexattr", &e);
-                    reply.error(errno(&e))
-                }
-            }
-        });
+        self.run(
+            "removexattr",
+            reply,
+            async move { fs.setxattr(ino.0, &name, None).await },
+            move |r, ()| r.ok(),
+        );
     }
 
     fn create(
@@ -569,21 +558,20 @@ impl Filesystem for FuseAdapter {
         };
         let (fs, owner, ttl) = (self.fs.clone(), self.owner, self.ttl);
         let pid = process_of(req);
-        self.rt.spawn(async move {
-            match fs.create(parent.0, &name, flags, pid).await {
-                Ok((a, fh)) => reply.created(
+        self.run(
+            "create",
+            reply,
+            async move { fs.create(parent.0, &name, flags, pid).await },
+            move |r, (a, fh)| {
+                r.created(
                     &ttl,
                     &to_file_attr(&a, owner),
                     Generation(0),
                     FileHandle(fh),
                     FopenFlags::empty(),
-                ),
-                Err(e) => {
-                    log_error("create", &e);
-                    reply.error(errno(&e))
-                }
-            }
-        });
+                )
+            },
+        );
     }
 }
 
