@@ -97,6 +97,13 @@ fn revisions_are_listed_read_deleted_and_restored() {
     let m = Mount::start(&emu);
     let remote = Remote::new(&emu.url());
     let revs = m.path("apps/handbook/.revisions");
+    emu.reset_counts();
+    ls(&revs);
+    assert_eq!(
+        emu.count(&["/versions"]),
+        0,
+        "listing .revisions fetches no revisions"
+    );
     let live: Vec<String> = remote
         .app_files("handbook")
         .iter()

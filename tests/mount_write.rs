@@ -233,6 +233,43 @@ fn tools_copy_move_and_delete_trees() {
     ));
     assert!(m.path("library/untarred2/a/b/two.txt").exists());
 
+    // The same tools on a client tree and (flat) on an app.
+    sh_ok(&format!(
+        "cp -r {} {}",
+        src.display(),
+        m.path("clients/2/copied").display()
+    ));
+    sh_ok(&format!(
+        "diff -r {} {}",
+        src.display(),
+        m.path("clients/2/copied").display()
+    ));
+    let two = remote
+        .client_file_named(2, "two.txt")
+        .expect("nested client file uploaded");
+    assert_eq!(
+        remote.client_bytes(2, two["id"].as_u64().unwrap()),
+        b"two\n"
+    );
+    sh_ok(&format!("rm -r {}", m.path("clients/2/copied").display()));
+    assert!(remote.client_file_named(2, "two.txt").is_none());
+    assert!(!remote
+        .client_folders(2)
+        .iter()
+        .any(|f| f["name"] == "copied" || f["name"] == "a"));
+    sh_ok(&format!(
+        "rsync -a {}/top.txt {}/a/one.bin {}/",
+        src.display(),
+        src.display(),
+        m.path("apps/contracts").display()
+    ));
+    assert_eq!(
+        remote
+            .app_bytes_by_name("contracts", "one.bin")
+            .map(|b| md5_hex(&b)),
+        Some(md5_hex(&pattern(100_000, 1)))
+    );
+
     // rm -r removes everything remotely.
     sh_ok(&format!("rm -r {}", m.path("library/copied").display()));
     assert!(!m.path("library/copied").exists());
