@@ -32,6 +32,9 @@ pub struct Faults {
     pub ignore_range: bool,
     /// The next N matching requests fail with `error_status` (deterministic).
     pub fail_next: u32,
+    /// The first N matching requests pass untouched before `fail_next` and
+    /// `drop_next` apply: fails the second step of a sequence, not the first.
+    pub pass_first: u32,
     /// Only requests whose path contains this string are affected.
     pub path_contains: Option<String>,
     /// Only requests of this method (`GET`, `POST`, …) are affected.
@@ -64,6 +67,9 @@ pub async fn inject(State(emu): State<Emu>, req: Request, next: Next) -> Respons
         let mut f = emu.faults.lock();
         if !f.matches(&req) {
             (0, false, false, false, 503, 1)
+        } else if f.pass_first > 0 {
+            f.pass_first -= 1;
+            (f.latency_ms, false, false, false, 503, 1)
         } else {
             let mut fail = roll(f.error_rate);
             if f.fail_next > 0 {

@@ -104,6 +104,50 @@ impl LibraryBackend {
     }
 }
 
+/// The hidden name a replaced item holds between the two steps of a rename
+/// onto it; unique per item, so a leftover never collides.
+fn aside_name(uuid: &str) -> String {
+    format!(".bridgefs-replaced-{uuid}")
+}
+
+impl LibraryBackend {
+    /// Renames a rename's target to its hidden name, freeing its own.
+    async fn move_aside(&self, target: &Item) -> FsResult<Item> {
+        let parent = target.parent.as_deref();
+        let aside = self
+            .client
+            .update(target, &aside_name(&target.uuid), parent)
+            .await?;
+        self.items.lock().insert(aside.uuid.clone(), aside.clone());
+        Ok(aside)
+    }
+
+    /// The rename succeeded: the replaced item goes. A failure leaves it
+    /// under its hidden name (logged), never the other way round.
+    async fn delete_aside(&self, aside: &Item) {
+        if let Err(e) = self.client.delete(&aside.uuid).await {
+            tracing::warn!(kept_as = %aside.name, error = %e, "replaced library item not deleted");
+        }
+        self.items.lock().remove(&aside.uuid);
+    }
+
+    /// The rename failed: the replaced item gets its name back.
+    async fn put_back(&self, aside: &Item, name: &str) {
+        match self
+            .client
+            .update(aside, name, aside.parent.as_deref())
+            .await
+        {
+            Ok(back) => {
+                self.items.lock().insert(back.uuid.clone(), back);
+            }
+            Err(e) => {
+                tracing::error!(kept_as = %aside.name, name = %name, error = %e, "rename failed and the replaced library item could not get its name back")
+            }
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Backend for LibraryBackend {
     fn root(&self) -> Key {
@@ -201,8 +245,11 @@ impl Backend for LibraryBackend {
         Ok(self.entry(&item))
     }
 
-    /// One update call. A replaced target is deleted first (the API refuses
-    /// two live items of one name): the source's bytes are never at risk.
+    /// The API refuses two live items of one name, so a replaced target is
+    /// first renamed aside (a hidden name in its folder), then the source
+    /// takes the name, and only then is the target deleted. If the rename
+    /// fails the target gets its name back: no sequence of failures leaves
+    /// neither the old nor the new bytes on the remote.
     async fn rename(
         &self,
         entry: &Entry,
@@ -220,12 +267,25 @@ impl Backend for LibraryBackend {
             return Err(FsError::Invalid("a folder cannot move into itself".into()));
         }
         let item = self.item(uuid).await?;
-        if let Some(t) = replace.and_then(|r| Self::uuid(&r.key)) {
-            self.client.delete(t).await?;
-            self.items.lock().remove(t);
+        let target = match replace.and_then(|r| Self::uuid(&r.key)) {
+            Some(t) if t != uuid => Some(self.item(t).await?),
+            _ => None,
+        };
+        let Some(target) = target else {
+            let updated = self.client.update(&item, new_name, parent).await?;
+            return Ok(self.entry(&updated));
+        };
+        let aside = self.move_aside(&target).await?;
+        match self.client.update(&item, new_name, parent).await {
+            Ok(updated) => {
+                self.delete_aside(&aside).await;
+                Ok(self.entry(&updated))
+            }
+            Err(e) => {
+                self.put_back(&aside, &target.name).await;
+                Err(e.into())
+            }
         }
-        let updated = self.client.update(&item, new_name, parent).await?;
-        Ok(self.entry(&updated))
     }
 
     async fn remove(&self, _dir: &Key, entry: &Entry) -> FsResult<()> {
