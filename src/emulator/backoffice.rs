@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, UNIX_EPOCH};
 
-use axum::extract::{Multipart, Path, RawQuery, State};
+use axum::extract::{FromRequest, Multipart, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -93,11 +93,11 @@ impl BackofficeState {
     pub fn demo() -> Self {
         let mut s = Self::empty();
         let t = 1_662_913_861_000i64;
-        let onboarding = s.add_folder(None, None, "Onboarding", t);
-        let kyc = s.add_folder(None, Some(onboarding), "KYC", t);
-        let contracts = s.add_folder(None, None, "Contracts", t);
-        let statements = s.add_folder(None, None, "Statements", t);
-        let y2025 = s.add_folder(None, Some(statements), "2025", t);
+        let onboarding = s.add_folder_at(None, None, "Onboarding", t);
+        let kyc = s.add_folder_at(None, Some(onboarding), "KYC", t);
+        let contracts = s.add_folder_at(None, None, "Contracts", t);
+        let statements = s.add_folder_at(None, None, "Statements", t);
+        let y2025 = s.add_folder_at(None, Some(statements), "2025", t);
         for (folder, grants) in [
             (onboarding, [true, true, false]),
             (kyc, [true, false, false]),
@@ -109,14 +109,15 @@ impl BackofficeState {
                 s.permissions.insert(format!("{folder}:{}", g + 1), *on);
             }
         }
-        let personal = s.add_folder(Some(1), None, "Personal", t);
-        let tax = s.add_folder(Some(1), Some(personal), "Tax", t);
-        let scans = s.add_folder(Some(1), Some(kyc), "Scans", t);
-        let corr = s.add_folder(Some(2), None, "Correspondence", t);
-        let archive = s.add_folder(Some(3), None, "Archive", t);
-        let old = s.add_folder(Some(3), Some(archive), "Old", t);
+        let personal = s.add_folder_at(Some(1), None, "Personal", t);
+        let tax = s.add_folder_at(Some(1), Some(personal), "Tax", t);
+        let scans = s.add_folder_at(Some(1), Some(kyc), "Scans", t);
+        let corr = s.add_folder_at(Some(2), None, "Correspondence", t);
+        let letters = s.add_folder_at(Some(2), Some(corr), "2024", t);
+        let archive = s.add_folder_at(Some(3), None, "Archive", t);
+        let old = s.add_folder_at(Some(3), Some(archive), "Old", t);
 
-        s.add_file(
+        s.add_file_at(
             1,
             Some(contracts),
             "Service agreement",
@@ -124,7 +125,7 @@ impl BackofficeState {
             demo_bytes(51, 250_000),
             t,
         );
-        s.add_file(
+        s.add_file_at(
             1,
             Some(kyc),
             "Passport scan.jpg",
@@ -132,7 +133,7 @@ impl BackofficeState {
             demo_bytes(52, 400_000),
             t + 1000,
         );
-        s.add_file(
+        s.add_file_at(
             1,
             Some(scans),
             "utility-bill.png",
@@ -140,7 +141,7 @@ impl BackofficeState {
             demo_bytes(53, 90_000),
             t + 2000,
         );
-        s.add_file(
+        s.add_file_at(
             1,
             Some(y2025),
             "Statement",
@@ -148,7 +149,7 @@ impl BackofficeState {
             demo_bytes(54, 30_000),
             t + 3000,
         );
-        s.add_file(
+        s.add_file_at(
             1,
             Some(y2025),
             "Statement",
@@ -156,7 +157,7 @@ impl BackofficeState {
             demo_bytes(55, 31_000),
             t + 4000,
         );
-        s.add_file(
+        s.add_file_at(
             1,
             None,
             "Q1/Q2 report.pdf",
@@ -168,7 +169,7 @@ impl BackofficeState {
             "{} summary",
             "Client portfolio review with detailed allocation notes".repeat(6)
         );
-        s.add_file(
+        s.add_file_at(
             1,
             Some(personal),
             &long,
@@ -176,7 +177,7 @@ impl BackofficeState {
             demo_bytes(56, 12_000),
             t + 6000,
         );
-        s.add_file(
+        s.add_file_at(
             1,
             Some(tax),
             "tax-2024.pdf",
@@ -184,7 +185,7 @@ impl BackofficeState {
             demo_bytes(57, 70_000),
             t + 7000,
         );
-        s.add_file(
+        s.add_file_at(
             1,
             None,
             "call recording.mp3",
@@ -192,7 +193,7 @@ impl BackofficeState {
             demo_bytes(58, 3 << 20),
             t + 8000,
         );
-        s.add_file(
+        s.add_file_at(
             2,
             Some(contracts),
             "Contract.pdf",
@@ -200,7 +201,7 @@ impl BackofficeState {
             demo_bytes(61, 150_000),
             t + 9000,
         );
-        s.add_file(
+        s.add_file_at(
             2,
             None,
             "notes.txt",
@@ -208,7 +209,7 @@ impl BackofficeState {
             demo_text("Notes on client 2", 20),
             t + 10_000,
         );
-        s.add_file(
+        s.add_file_at(
             2,
             Some(corr),
             "letter.docx",
@@ -216,7 +217,15 @@ impl BackofficeState {
             demo_bytes(62, 25_000),
             t + 11_000,
         );
-        s.add_file(
+        s.add_file_at(
+            2,
+            Some(letters),
+            "Reply",
+            "reply.pdf",
+            demo_text("Reply to client 2", 40),
+            t + 11_500,
+        );
+        s.add_file_at(
             3,
             Some(old),
             "old.pdf",
@@ -224,7 +233,7 @@ impl BackofficeState {
             demo_bytes(63, 5_000),
             t + 12_000,
         );
-        s.add_file(
+        s.add_file_at(
             3,
             None,
             "readme.txt",
@@ -232,7 +241,7 @@ impl BackofficeState {
             b"r\n".to_vec(),
             t + 13_000,
         );
-        s.add_file(
+        s.add_file_at(
             3,
             None,
             "Invoice.pdf",
@@ -240,7 +249,7 @@ impl BackofficeState {
             demo_bytes(64, 20_000),
             t + 14_000,
         );
-        s.add_file(
+        s.add_file_at(
             3,
             None,
             "Invoice.pdf",
@@ -251,8 +260,19 @@ impl BackofficeState {
         s
     }
 
-    /// Adds a folder (tests); `client: None` adds a shared one.
-    pub fn add_folder(
+    /// Adds a client id: its files and folders become reachable (tests).
+    pub fn add_client(&mut self, client: u64) {
+        self.clients.insert(client);
+    }
+
+    /// Adds a folder now (tests); `client: None` adds a shared one. Returns
+    /// its id, from the one id space of shared and client folders.
+    pub fn add_folder(&mut self, client: Option<u64>, parent: Option<u64>, name: &str) -> u64 {
+        self.add_folder_at(client, parent, name, now_ms())
+    }
+
+    /// Adds a folder created at `ms` (Unix milliseconds).
+    pub fn add_folder_at(
         &mut self,
         client: Option<u64>,
         parent: Option<u64>,
@@ -275,8 +295,22 @@ impl BackofficeState {
         id
     }
 
-    /// Adds a client file (tests); returns its id.
+    /// Uploads a client file now (tests), as the API would: the stored path
+    /// takes the extension of `filename`. Returns its id.
     pub fn add_file(
+        &mut self,
+        client: u64,
+        dir: Option<u64>,
+        caption: &str,
+        filename: &str,
+        bytes: impl Into<Bytes>,
+    ) -> u64 {
+        self.add_file_at(client, dir, caption, filename, bytes, now_ms())
+    }
+
+    /// Adds a client file uploaded at `ms` (Unix milliseconds): stored path
+    /// `y/<epoch seconds>_<filename, sanitised>`.
+    pub fn add_file_at(
         &mut self,
         client: u64,
         dir: Option<u64>,
@@ -368,6 +402,25 @@ fn check_client(st: &BackofficeState, client: u64) -> Result<(), Response> {
     } else {
         Err(not_found("client"))
     }
+}
+
+/// A JSON request body, parsed after the token check (a strict server
+/// answers 401 before it looks at the body): 400 when it is missing or not
+/// JSON, 422 when a field has the wrong type.
+fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
+    if body.is_empty() {
+        return Err(json_error(
+            StatusCode::BAD_REQUEST,
+            "a JSON body is required",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() {
+            unprocessable(&e.to_string())
+        } else {
+            json_error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}"))
+        }
+    })
 }
 
 /// `limit`, `offset`, `filter[field]=value` from the raw query string.
@@ -495,10 +548,13 @@ async fn upload_file(
     State(emu): State<Emu>,
     headers: HeaderMap,
     Path(client): Path<u64>,
-    mut form: Multipart,
+    req: Request,
 ) -> ApiResult {
     authorize(&emu, &headers)?;
     check_client(&emu.backoffice.lock(), client)?;
+    let mut form = Multipart::from_request(req, &emu)
+        .await
+        .map_err(IntoResponse::into_response)?;
     let (mut caption, mut dir, mut file) = (None, None, None);
     while let Some(field) = form
         .next_field()
@@ -550,7 +606,7 @@ async fn upload_file(
             return Err(not_found("folder"));
         }
     }
-    let id = st.add_file(client, dir, &caption, &filename, data, now_ms());
+    let id = st.add_file(client, dir, &caption, &filename, data);
     let body = BackofficeState::file_json(&st.files[&id]);
     drop(st);
     emu.persist();
@@ -573,15 +629,10 @@ async fn update_file(
     State(emu): State<Emu>,
     headers: HeaderMap,
     Path((client, id)): Path<(u64, u64)>,
-    body: Option<Json<FileUpdate>>,
+    body: Bytes,
 ) -> ApiResult {
     authorize(&emu, &headers)?;
-    let Some(Json(body)) = body else {
-        return Err(json_error(
-            StatusCode::BAD_REQUEST,
-            "a JSON body is required",
-        ));
-    };
+    let body: FileUpdate = json_body(&body)?;
     let mut st = emu.backoffice.lock();
     check_client(&st, client)?;
     if st.files.get(&id).is_none_or(|f| f.client != client) {
@@ -684,15 +735,10 @@ async fn create_client_folder(
     State(emu): State<Emu>,
     headers: HeaderMap,
     Path(client): Path<u64>,
-    body: Option<Json<FolderBody>>,
+    body: Bytes,
 ) -> ApiResult {
     authorize(&emu, &headers)?;
-    let Some(Json(body)) = body else {
-        return Err(json_error(
-            StatusCode::BAD_REQUEST,
-            "a JSON body is required",
-        ));
-    };
+    let body: FolderBody = json_body(&body)?;
     let mut st = emu.backoffice.lock();
     check_client(&st, client)?;
     let caption = body
@@ -704,7 +750,7 @@ async fn create_client_folder(
             return Err(not_found("folder"));
         }
     }
-    let id = st.add_folder(Some(client), body.directory, &caption, now_ms());
+    let id = st.add_folder(Some(client), body.directory, &caption);
     let out = BackofficeState::client_folder_json(&st.folders[&id]);
     drop(st);
     emu.persist();
@@ -715,15 +761,10 @@ async fn rename_client_folder(
     State(emu): State<Emu>,
     headers: HeaderMap,
     Path((client, id)): Path<(u64, u64)>,
-    body: Option<Json<FolderBody>>,
+    body: Bytes,
 ) -> ApiResult {
     authorize(&emu, &headers)?;
-    let Some(Json(body)) = body else {
-        return Err(json_error(
-            StatusCode::BAD_REQUEST,
-            "a JSON body is required",
-        ));
-    };
+    let body: FolderBody = json_body(&body)?;
     let mut st = emu.backoffice.lock();
     check_client(&st, client)?;
     let caption = body
@@ -803,18 +844,14 @@ struct NameBody {
     name: Option<String>,
 }
 
-async fn add_shared(
-    State(emu): State<Emu>,
-    headers: HeaderMap,
-    body: Option<Json<NameBody>>,
-) -> ApiResult {
+async fn add_shared(State(emu): State<Emu>, headers: HeaderMap, body: Bytes) -> ApiResult {
     authorize(&emu, &headers)?;
-    let name = body
-        .and_then(|b| b.0.name)
+    let name = json_body::<NameBody>(&body)?
+        .name
         .filter(|n| !n.is_empty())
         .ok_or_else(|| unprocessable("name is required"))?;
     let mut st = emu.backoffice.lock();
-    let id = st.add_folder(None, None, &name, now_ms());
+    let id = st.add_folder(None, None, &name);
     let out = BackofficeState::shared_folder_json(&st.folders[&id]);
     drop(st);
     emu.persist();
@@ -825,16 +862,16 @@ async fn add_subdirectory(
     State(emu): State<Emu>,
     headers: HeaderMap,
     Path(id): Path<u64>,
-    body: Option<Json<NameBody>>,
+    body: Bytes,
 ) -> ApiResult {
     authorize(&emu, &headers)?;
-    let name = body
-        .and_then(|b| b.0.name)
+    let name = json_body::<NameBody>(&body)?
+        .name
         .filter(|n| !n.is_empty())
         .ok_or_else(|| unprocessable("name is required"))?;
     let mut st = emu.backoffice.lock();
     shared(&st, id)?;
-    st.add_folder(None, Some(id), &name, now_ms());
+    st.add_folder(None, Some(id), &name);
     drop(st);
     emu.persist();
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -844,11 +881,11 @@ async fn rename_shared(
     State(emu): State<Emu>,
     headers: HeaderMap,
     Path(id): Path<u64>,
-    body: Option<Json<NameBody>>,
+    body: Bytes,
 ) -> ApiResult {
     authorize(&emu, &headers)?;
-    let name = body
-        .and_then(|b| b.0.name)
+    let name = json_body::<NameBody>(&body)?
+        .name
         .filter(|n| !n.is_empty())
         .ok_or_else(|| unprocessable("name is required"))?;
     let mut st = emu.backoffice.lock();

@@ -22,24 +22,30 @@ use super::{RemoteError, RemoteResult};
 /// Items per list page.
 pub const PAGE: usize = 100;
 
+/// A client file as listed: `{id, name, file, directoryId, priority}`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ClientFile {
+    #[serde(deserialize_with = "lenient::id")]
     pub id: u64,
-    #[serde(default)]
+    /// The caption (`caption` in requests; some answers echo that name).
+    #[serde(default, alias = "caption")]
     pub name: Option<String>,
     /// The stored path, e.g. `y/1662913861_file.pdf`.
     #[serde(default)]
     pub file: Option<String>,
-    #[serde(default, rename = "directoryId")]
+    #[serde(default, rename = "directoryId", deserialize_with = "lenient::opt_u64")]
     pub directory_id: Option<u64>,
 }
 
+/// A folder: shared (`{id, name, directoryId, createdAt, updatedAt}`) or a
+/// client's own (`{id, name, clientId, directoryId, treeFolderId}`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Folder {
+    #[serde(deserialize_with = "lenient::id")]
     pub id: u64,
-    #[serde(default)]
+    #[serde(default, alias = "caption")]
     pub name: Option<String>,
-    #[serde(default, rename = "directoryId")]
+    #[serde(default, rename = "directoryId", deserialize_with = "lenient::opt_u64")]
     pub directory_id: Option<u64>,
     #[serde(default, rename = "createdAt")]
     pub created_at: Option<String>,
@@ -47,13 +53,48 @@ pub struct Folder {
     pub updated_at: Option<String>,
 }
 
+/// One user group's access to a shared folder.
 #[derive(Debug, Clone, Deserialize)]
 pub struct GroupAccess {
+    #[serde(deserialize_with = "lenient::id")]
     pub id: u64,
     #[serde(default)]
     pub caption: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
     pub enabled: Option<bool>,
+}
+
+/// Tolerant field decoding: numbers may come as numeric strings and flags
+/// as `0`/`1` or `"true"`; anything else unusable reads as absent (only an
+/// unusable id fails the item).
+mod lenient {
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+
+    pub fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        Ok(match Option::<Value>::deserialize(d)? {
+            Some(Value::Number(n)) => n.as_u64(),
+            Some(Value::String(s)) => s.trim().parse().ok(),
+            _ => None,
+        })
+    }
+
+    pub fn id<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        opt_u64(d)?.ok_or_else(|| serde::de::Error::custom("the id is not a number"))
+    }
+
+    pub fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        Ok(match Option::<Value>::deserialize(d)? {
+            Some(Value::Bool(b)) => Some(b),
+            Some(Value::Number(n)) => n.as_u64().map(|n| n != 0),
+            Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" => Some(true),
+                "false" | "0" => Some(false),
+                _ => None,
+            },
+            _ => None,
+        })
+    }
 }
 
 /// Size and time of a client file's content, from `HEAD`.
@@ -74,13 +115,16 @@ impl Auth for TokenFile {
     async fn authorization(&self) -> RemoteResult<Option<String>> {
         Ok(Some(format!("Bearer {}", self.token.read())))
     }
+    /// Re-reads the file and asks for the one retry whenever it could be
+    /// read: "unchanged since the last read" does not mean "stale", since a
+    /// concurrent call that got its 401 first may already have loaded the
+    /// new token. The HTTP layer refreshes at most once per call, so a token
+    /// that stays wrong costs one extra request, never a loop.
     async fn refresh(&self) -> RemoteResult<bool> {
         let fresh = crate::config::read_secret(&self.path)
             .map_err(|e| RemoteError::Local(format!("cannot read {}: {e}", self.path.display())))?;
-        let mut t = self.token.write();
-        let changed = *t != fresh;
-        *t = fresh;
-        Ok(changed)
+        *self.token.write() = fresh;
+        Ok(true)
     }
 }
 
@@ -348,14 +392,24 @@ impl BackofficeClient {
             .await
     }
 
-    /// A client's own folders (**assumption**: this route exists).
+    /// A client's own folders (**assumption**: this route exists). A server
+    /// without it (404 or 405) has no own folders to show: the client's
+    /// existence is told by the files list, not by this one.
     pub async fn list_client_folders(&self, client: u64) -> RemoteResult<Vec<Folder>> {
-        self.list_all(
-            "backoffice.list_client_folders",
-            &format!("/api/v2/clients/{client}/folders"),
-            &[],
-        )
-        .await
+        match self
+            .list_all(
+                "backoffice.list_client_folders",
+                &format!("/api/v2/clients/{client}/folders"),
+                &[],
+            )
+            .await
+        {
+            Err(e) if matches!(e.status(), Some(404 | 405)) => {
+                tracing::debug!(client, "no client-folder list on this server");
+                Ok(Vec::new())
+            }
+            other => other,
+        }
     }
 
     pub async fn create_client_folder(
@@ -406,6 +460,16 @@ impl BackofficeClient {
     pub async fn list_shared(&self) -> RemoteResult<Vec<Folder>> {
         self.list_all("backoffice.list_shared", "/api/v2/folders", &[])
             .await
+    }
+
+    /// One shared folder.
+    pub async fn get_shared(&self, id: u64) -> RemoteResult<Folder> {
+        self.json(self.call(
+            "backoffice.get_shared",
+            Method::GET,
+            &format!("/api/v2/folders/{id}"),
+        )?)
+        .await
     }
 
     pub async fn add_shared(&self, name: &str) -> RemoteResult<Folder> {

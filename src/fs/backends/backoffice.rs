@@ -7,9 +7,19 @@
 //! (a shared folder in a client's tree), `c:<client>:o:<id>` (an own folder),
 //! `c:<client>:f:<id>` (a file); `tpl` (templates root), `t:<id>`.
 //!
-//! Names: a caption lacking the extension of its stored file
-//! (`y/1662913861_file.pdf`) is shown with it appended; a rename to a name
-//! ending in that extension stores the caption without it again.
+//! Names (TREE.md): a caption lacking the extension of its stored file
+//! (`y/1662913861_file.pdf`) is shown with it appended (`Service
+//! agreement.pdf`); a rename of such a file to a name ending in that
+//! extension stores the caption without it again, so the caption stays
+//! extension-less. A caption that already carries it is stored as given. A
+//! new upload keeps the full name as caption (its filename part gives the
+//! stored path the same extension, so nothing is appended). Escaping and
+//! duplicate suffixes are the core's business, not this module's.
+//!
+//! Sizes and times: listings have neither, so `list` and `stat` ask `HEAD`
+//! on the content URL (16 at once), cached for good per (file id, stored
+//! path) because the content of an id never changes; the time falls back to
+//! the epoch prefix of the stored path.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -23,6 +33,7 @@ use parking_lot::Mutex;
 use crate::config::BackofficeConfig;
 use crate::fs::backend::{fallback_time, Backend, Entry, Key, Kind, XATTR_PREFIX};
 use crate::fs::error::{FsError, FsResult};
+use crate::fs::inode::LOCAL_KEY_PREFIX;
 use crate::remote::backoffice::{BackofficeClient, ClientFile, ContentInfo, Folder};
 use crate::remote::http::HttpClient;
 
@@ -294,7 +305,20 @@ impl Backend for ClientsBackend {
         match parse(&entry.key)? {
             Node::File(client, id) => {
                 let f = self.record(client, id).await?;
-                self.learn_content(client, std::slice::from_ref(&f)).await;
+                let key = (f.id, f.file.clone().unwrap_or_default());
+                if !self.content.lock().contains_key(&key) {
+                    match self.client.head_content(client, &f).await {
+                        Ok(info) => {
+                            self.content.lock().insert(key, info);
+                        }
+                        Err(e) => {
+                            if e.is_not_found() {
+                                self.files.lock().remove(&id);
+                            }
+                            return Err(e.into());
+                        }
+                    }
+                }
                 Ok(self.file_entry(client, &f))
             }
             _ => Ok(entry.clone()),
@@ -314,7 +338,10 @@ impl Backend for ClientsBackend {
     }
 
     /// A new file is one upload. Overwriting uploads the new content, then
-    /// deletes the old file: caption and folder are kept.
+    /// deletes the old file, keeping its caption, folder and original file
+    /// name (so the stored extension too). The old file goes only after the
+    /// new one is stored: a failed delete leaves a visible duplicate, never
+    /// a loss. An old file already gone remotely makes this a new upload.
     async fn upload(
         &self,
         dir: &Key,
@@ -324,7 +351,11 @@ impl Backend for ClientsBackend {
     ) -> FsResult<Entry> {
         let (client, folder) = place(dir)?;
         let old = match existing.map(|e| parse(&e.key)) {
-            Some(Ok(Node::File(_, id))) => Some(self.record(client, id).await?),
+            Some(Ok(Node::File(_, id))) => match self.record(client, id).await {
+                Ok(f) => Some(f),
+                Err(FsError::NotFound) => None,
+                Err(e) => return Err(e),
+            },
             _ => None,
         };
         let (caption, filename) = match &old {
@@ -372,9 +403,14 @@ impl Backend for ClientsBackend {
         Ok(Self::folder_entry(client, &f, false))
     }
 
-    /// Files: one update of caption and folder, then a replaced target is
-    /// deleted (the source is moved before anything is removed). Own folders:
-    /// renamed in place; a move to another parent is EXDEV.
+    /// Files: one update of caption and folder. Own folders: caption only,
+    /// in place; another parent is EXDEV. Shared folders belong to every
+    /// client: EPERM here (rename them under `folder-templates/`).
+    ///
+    /// A replaced target is deleted only after the source has moved: if the
+    /// move fails nothing changed, and if the delete then fails both files
+    /// exist (the error is reported) — the source's data is never at risk.
+    /// A target that was never uploaded (a local key) has nothing remote.
     async fn rename(
         &self,
         entry: &Entry,
@@ -384,7 +420,18 @@ impl Backend for ClientsBackend {
         replace: Option<&Entry>,
     ) -> FsResult<Entry> {
         let (to_client, to_folder) = place(to_dir).map_err(|_| FsError::NotPermitted)?;
-        let result = match parse(&entry.key)? {
+        let source = parse(&entry.key)?;
+        let target = match replace.filter(|t| !t.key.starts_with(LOCAL_KEY_PREFIX)) {
+            None => None,
+            Some(t) => match parse(&t.key)? {
+                n if n == source => None,
+                n @ (Node::File(..) | Node::Own(..)) => Some(n),
+                Node::Shared(..) | Node::Client(_) | Node::Root => {
+                    return Err(FsError::NotPermitted)
+                }
+            },
+        };
+        let result = match source {
             Node::File(client, id) => {
                 if client != to_client {
                     return Err(FsError::CrossDevice);
@@ -416,12 +463,13 @@ impl Backend for ClientsBackend {
             }
             Node::Shared(..) | Node::Client(_) | Node::Root => return Err(FsError::NotPermitted),
         };
-        if let Some(t) = replace {
-            match parse(&t.key)? {
-                Node::File(c, id) => self.client.delete_file(c, id).await?,
-                Node::Own(c, id) => self.client.delete_client_folder(c, id).await?,
-                _ => {}
+        match target {
+            Some(Node::File(c, id)) => {
+                self.files.lock().remove(&id);
+                self.client.delete_file(c, id).await?
             }
+            Some(Node::Own(c, id)) => self.client.delete_client_folder(c, id).await?,
+            _ => {}
         }
         Ok(result)
     }
@@ -471,11 +519,10 @@ impl Backend for ClientsBackend {
         }
     }
 
-    async fn xattr_set(&self, _entry: &Entry, name: &str, _value: Option<&[u8]>) -> FsResult<()> {
-        match name.strip_prefix(XATTR_PREFIX) {
-            Some("id" | "path" | "url") => Err(FsError::NotPermitted),
-            _ => Err(FsError::NotSupported),
-        }
+    /// Client items have no settable attribute: id, path and url are the
+    /// server's.
+    async fn xattr_set(&self, _entry: &Entry, _name: &str, _value: Option<&[u8]>) -> FsResult<()> {
+        Err(FsError::NotSupported)
     }
 }
 
@@ -654,9 +701,9 @@ impl Backend for TemplatesBackend {
         }
     }
 
-    /// `user.bridgefs.group.<id>` = 1 grants, 0 revokes: read the state,
-    /// toggle only when it differs, read again to confirm. The toggle is
-    /// never repeated blindly.
+    /// `user.bridgefs.group.<id>` = `1`/`true` grants, `0`/`false` (or
+    /// removing the attribute) revokes: read the state, toggle only when it
+    /// differs, read again to confirm. The toggle is never repeated blindly.
     async fn xattr_set(&self, entry: &Entry, name: &str, value: Option<&[u8]>) -> FsResult<()> {
         let id = template_id(&entry.key)?.ok_or(FsError::NotPermitted)?;
         let attr = name
@@ -681,14 +728,17 @@ impl Backend for TemplatesBackend {
         if self.group_state(id, group).await? == want {
             return Ok(());
         }
-        let now = self.client.toggle_group(id, group).await?;
-        let confirmed = self.group_state(id, group).await?;
-        if confirmed != want || now != want {
-            return Err(FsError::Io(format!(
-                "group {group} on folder {id} is {confirmed} after the toggle, wanted {want}"
-            )));
+        // A toggle that failed may still have happened (a lost answer): the
+        // state read afterwards decides, never a second toggle.
+        let toggled = self.client.toggle_group(id, group).await;
+        if self.group_state(id, group).await? == want {
+            return Ok(());
         }
-        Ok(())
+        toggled?;
+        Err(FsError::Io(format!(
+            "group {group} on folder {id} is still {} after the toggle",
+            !want
+        )))
     }
 }
 
