@@ -28,10 +28,12 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CacheConfig {
-    /// Spool and content cache. Default `/var/cache/bridgefs`.
+    /// Spool and content cache. Default `$CACHE_DIRECTORY` (set by systemd),
+    /// else `/var/cache/bridgefs`.
     #[serde(default = "default_cache_dir")]
     pub dir: PathBuf,
-    /// The pending-upload journal. Default `/var/lib/bridgefs`.
+    /// The pending-upload journal. Default `$STATE_DIRECTORY` (set by
+    /// systemd), else `/var/lib/bridgefs`.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
     /// How long listings and attributes are trusted. Default `30s`.
@@ -143,11 +145,19 @@ impl Default for CacheConfig {
     }
 }
 
+/// systemd passes a unit's `CacheDirectory=`/`StateDirectory=` as
+/// `$CACHE_DIRECTORY`/`$STATE_DIRECTORY` (colon-separated when several):
+/// the first one is this instance's own, so instances never share a spool.
+fn systemd_dir(var: &str) -> Option<PathBuf> {
+    let value = std::env::var_os(var)?;
+    let first = value.to_str()?.split(':').next()?.to_string();
+    (!first.is_empty()).then(|| PathBuf::from(first))
+}
 fn default_cache_dir() -> PathBuf {
-    PathBuf::from("/var/cache/bridgefs")
+    systemd_dir("CACHE_DIRECTORY").unwrap_or_else(|| PathBuf::from("/var/cache/bridgefs"))
 }
 fn default_state_dir() -> PathBuf {
-    PathBuf::from("/var/lib/bridgefs")
+    systemd_dir("STATE_DIRECTORY").unwrap_or_else(|| PathBuf::from("/var/lib/bridgefs"))
 }
 fn default_metadata_ttl() -> Duration {
     Duration::from_secs(30)

@@ -11,6 +11,7 @@ use crate::fs::backends;
 use crate::fs::core::{BridgeFs, FsOptions, Mounted};
 use crate::fuse::{FuseAdapter, Owner};
 use crate::remote::http::{HttpClient, RetryPolicy};
+use crate::service::instance::InstanceLock;
 
 /// FUSE worker threads: requests are handed to tokio at once, so a few
 /// threads keep the kernel queue moving.
@@ -71,14 +72,9 @@ pub fn build_fs(config: &Config, http: &HttpClient) -> Result<Arc<BridgeFs>, Str
 /// Mounts `config` at `mountpoint` and serves in the foreground until
 /// SIGINT/SIGTERM or an external unmount. SIGHUP drops cached metadata.
 pub fn run(config: Config, mountpoint: &Path) -> Result<(), String> {
-    let meta = std::fs::metadata(mountpoint)
-        .map_err(|e| format!("mountpoint {}: {e}", mountpoint.display()))?;
-    if !meta.is_dir() {
-        return Err(format!(
-            "mountpoint {} is not a directory",
-            mountpoint.display()
-        ));
-    }
+    let mountpoint = &crate::service::mountpoint::prepare(mountpoint)?;
+    // Before anything reads or cleans the spool: one daemon per directory.
+    let _lock = InstanceLock::acquire(&[&config.cache.dir, &config.cache.state_dir], mountpoint)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()

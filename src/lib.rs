@@ -12,4 +12,5 @@ pub mod emulator;
 pub mod fs;
 pub mod fuse;
 pub mod remote;
+pub mod service;
 pub mod status;

@@ -1181,6 +1181,10 @@ impl BridgeFs {
         }
         let (mut done, mut left) = (0, 0);
         for rec in pending {
+            if !rec.spool.exists() {
+                self.set_aside_orphan(&rec);
+                continue;
+            }
             match self.recover_one(&rec).await {
                 Ok(()) => {
                     tracing::info!(path = %rec.display_path, "recovered pending upload from the journal");
@@ -1195,6 +1199,19 @@ impl BridgeFs {
             }
         }
         (done, left)
+    }
+
+    /// A record whose bytes are gone can never upload: reported once, then
+    /// kept aside for `bridgefs pending list|drop`, never retried.
+    fn set_aside_orphan(&self, rec: &PendingUpload) {
+        tracing::error!(
+            path = %rec.display_path,
+            id = %rec.id,
+            "pending upload lost its spool file; set aside (see `bridgefs pending list`)"
+        );
+        if let Err(e) = self.journal.mark_orphaned(&rec.id) {
+            tracing::error!(id = %rec.id, error = %e, "cannot set the journal record aside");
+        }
     }
 
     async fn recover_one(&self, rec: &PendingUpload) -> FsResult<()> {

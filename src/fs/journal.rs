@@ -28,6 +28,9 @@ pub struct PendingUpload {
     pub display_path: String,
 }
 
+/// The file extension of an orphaned record.
+const ORPHANED: &str = "orphaned";
+
 #[derive(Debug, Clone)]
 pub struct Journal {
     dir: PathBuf,
@@ -62,15 +65,51 @@ impl Journal {
         let _ = std::fs::remove_file(self.path(id));
     }
 
+    fn orphan_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.{ORPHANED}"))
+    }
+
+    /// Sets aside a record whose spool file is gone: it can never upload,
+    /// so it is not retried; `bridgefs pending` lists and drops it.
+    pub fn mark_orphaned(&self, id: &str) -> std::io::Result<()> {
+        std::fs::rename(self.path(id), self.orphan_path(id))
+    }
+
+    /// Records set aside by [`Journal::mark_orphaned`].
+    pub fn orphaned(&self) -> Vec<PendingUpload> {
+        self.read_all(ORPHANED)
+    }
+
+    /// Deletes a record, pending or orphaned, and its spool file; false
+    /// when no record has that id.
+    pub fn drop_record(&self, id: &str) -> bool {
+        let found = self
+            .pending()
+            .into_iter()
+            .chain(self.orphaned())
+            .find(|r| r.id == id);
+        let Some(rec) = found else {
+            return false;
+        };
+        let _ = std::fs::remove_file(&rec.spool);
+        self.remove(id);
+        let _ = std::fs::remove_file(self.orphan_path(id));
+        true
+    }
+
     /// Every record on disk (unreadable ones are logged and skipped).
     pub fn pending(&self) -> Vec<PendingUpload> {
+        self.read_all("json")
+    }
+
+    fn read_all(&self, extension: &str) -> Vec<PendingUpload> {
         let mut out = Vec::new();
         let Ok(rd) = std::fs::read_dir(&self.dir) else {
             return out;
         };
         for e in rd.flatten() {
             let p = e.path();
-            if p.extension().and_then(|x| x.to_str()) != Some("json") {
+            if p.extension().and_then(|x| x.to_str()) != Some(extension) {
                 continue;
             }
             match std::fs::read(&p)
@@ -109,5 +148,27 @@ mod tests {
         assert_eq!(Journal::open(dir.path()).unwrap().pending(), vec![rec]);
         j.remove("a1");
         assert!(j.pending().is_empty());
+    }
+
+    #[test]
+    fn an_orphaned_record_is_set_aside_then_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        let rec = PendingUpload {
+            id: "b2".into(),
+            backend: "library".into(),
+            dir_key: "lib".into(),
+            name: "y.txt".into(),
+            existing_key: None,
+            spool: dir.path().join("gone"),
+            display_path: "library/y.txt".into(),
+        };
+        j.record(&rec).unwrap();
+        j.mark_orphaned("b2").unwrap();
+        assert!(j.pending().is_empty(), "no longer retried");
+        assert_eq!(j.orphaned(), vec![rec]);
+        assert!(j.drop_record("b2"));
+        assert!(j.orphaned().is_empty());
+        assert!(!j.drop_record("b2"));
     }
 }

@@ -102,7 +102,7 @@ fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_bridgefs")
 }
 
-fn is_mounted(path: &Path) -> bool {
+pub fn is_mounted(path: &Path) -> bool {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let p = path.to_string_lossy();
     text.lines().any(|l| l.split(' ').nth(4) == Some(&p))
@@ -156,7 +156,9 @@ impl Mount {
             .expect("bridgefs starts");
         self.child = Some(child);
         let start = Instant::now();
-        while !is_mounted(&self.mountpoint) {
+        // A dead mount left by a killed daemon is in mountinfo too: wait
+        // for one that answers.
+        while !(is_mounted(&self.mountpoint) && std::fs::read_dir(&self.mountpoint).is_ok()) {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!(
                     "bridgefs exited with {status} before mounting:\n{}",
@@ -197,6 +199,37 @@ impl Mount {
         force_unmount(&self.mountpoint);
     }
 
+    /// `kill -9` of the daemon, leaving its dead mount in place as a crash
+    /// does (`ENOTCONN` on the mountpoint until someone detaches it).
+    pub fn kill9_keep_mount(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The daemon's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Runs `bridgefs ARGS…` to completion with this mount's log level;
+    /// returns (exit code, stdout + stderr).
+    pub fn run_bin(&self, args: &[&std::ffi::OsStr]) -> (i32, String) {
+        let out = Command::new(bin())
+            .args(args)
+            .env("BRIDGEFS_LOG", "info")
+            .stdin(Stdio::null())
+            .output()
+            .expect("bridgefs runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code().unwrap_or(-1), text)
+    }
+
     /// SIGTERM and wait for a clean exit; returns the exit status.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         let mut c = self.child.take()?;
@@ -217,7 +250,7 @@ impl Mount {
     }
 }
 
-fn force_unmount(path: &Path) {
+pub fn force_unmount(path: &Path) {
     for _ in 0..50 {
         if !is_mounted(path) {
             return;
