@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use url::Url;
 
-use super::http::{file_part, join, Auth, Call, HttpClient, Retry};
+use super::http::{join, Auth, Call, HttpClient, Retry};
 use super::{RemoteError, RemoteResult};
 
 /// Items per list page.
@@ -270,9 +270,10 @@ impl BackofficeClient {
             filename.to_string(),
             caption.to_string(),
         );
+        let transfers = self.http.transfers().clone();
         let factory = Arc::new(move || {
             let mut form = reqwest::multipart::Form::new()
-                .part("file", file_part(&path, &filename)?)
+                .part("file", transfers.file_part(&path, &filename)?)
                 .text("caption", caption.clone());
             if let Some(d) = directory {
                 form = form.text("directoryId", d.to_string());

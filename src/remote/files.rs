@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::http::{file_part, join, segment, Auth, Call, HttpClient, Retry};
+use super::http::{join, segment, Auth, Call, HttpClient, Retry};
 use super::{RemoteError, RemoteResult};
 
 /// Items per list page (the API's maximum).
@@ -229,8 +229,9 @@ impl FilesClient {
     /// `POST /api/blobs` with the file's bytes (read anew for each attempt).
     pub async fn upload_blob(&self, content: &Path, name: &str) -> RemoteResult<BlobObject> {
         let (path, name) = (content.to_path_buf(), name.to_string());
+        let transfers = self.http.transfers().clone();
         let factory = Arc::new(move || {
-            Ok(reqwest::multipart::Form::new().part("blob", file_part(&path, &name)?))
+            Ok(reqwest::multipart::Form::new().part("blob", transfers.file_part(&path, &name)?))
         });
         self.json(
             self.call("files.upload_blob", Method::POST, "/api/blobs")?

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use super::error::{RemoteError, RemoteResult};
+use super::transfer::Transfers;
 
 /// Supplies the `Authorization` header of an API and renews it after a 401.
 #[async_trait::async_trait]
@@ -42,16 +43,6 @@ impl Auth for NoAuth {
 
 /// Builds a multipart form anew for each attempt (forms cannot be cloned).
 pub type FormFactory = Arc<dyn Fn() -> RemoteResult<reqwest::multipart::Form> + Send + Sync>;
-
-/// A multipart part holding a local file's bytes (read anew per attempt).
-pub fn file_part(
-    path: &std::path::Path,
-    file_name: &str,
-) -> RemoteResult<reqwest::multipart::Part> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| RemoteError::Local(format!("spool {}: {e}", path.display())))?;
-    Ok(reqwest::multipart::Part::bytes(bytes).file_name(file_name.to_string()))
-}
 
 /// A request body.
 #[derive(Clone)]
@@ -195,6 +186,7 @@ pub struct HttpClient {
     client: reqwest::Client,
     policy: RetryPolicy,
     stats: Arc<Mutex<BTreeMap<&'static str, EndpointStats>>>,
+    transfers: Transfers,
 }
 
 impl HttpClient {
@@ -209,7 +201,13 @@ impl HttpClient {
             client,
             policy,
             stats: Arc::default(),
+            transfers: Transfers::default(),
         })
+    }
+
+    /// Uploads in flight; also builds their streamed file parts.
+    pub fn transfers(&self) -> &Transfers {
+        &self.transfers
     }
 
     pub fn policy(&self) -> &RetryPolicy {

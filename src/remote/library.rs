@@ -13,7 +13,7 @@ use reqwest::Method;
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::http::{file_part, join, segment, Auth, Call, HttpClient, NoAuth, Retry};
+use super::http::{join, segment, Auth, Call, HttpClient, NoAuth, Retry};
 use super::{RemoteError, RemoteResult};
 
 /// A library item: the raw object (sent back whole on update) and the
@@ -262,9 +262,10 @@ impl LibraryClient {
             self.user_name.clone(),
             parent.map(str::to_string),
         );
+        let transfers = self.http.transfers().clone();
         let factory = Arc::new(move || {
             let mut form = reqwest::multipart::Form::new()
-                .part("file", file_part(&path, &name)?)
+                .part("file", transfers.file_part(&path, &name)?)
                 .text("businessId", business.clone())
                 .text("uploadedFileName", name.clone())
                 .text("userName", user.clone());

@@ -7,5 +7,6 @@ pub mod error;
 pub mod files;
 pub mod http;
 pub mod library;
+pub mod transfer;
 
 pub use error::{RemoteError, RemoteResult};

@@ -1,0 +1,142 @@
+//! Uploads in flight: each multipart file part streams from its local file
+//! (never held whole in memory) through a counter, so `status`, metrics and
+//! progress logs can say how many bytes of which file have been sent.
+//!
+//! Entries are keyed by the local file's path; the caller maps that to a
+//! name its users know. An entry lives as long as its request body: a
+//! retried attempt starts again from zero, as the bytes do.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use parking_lot::Mutex;
+
+use super::error::{RemoteError, RemoteResult};
+
+/// Read size of a streamed part: large enough for few syscalls, small
+/// enough that memory stays flat whatever the file's size.
+const CHUNK: usize = 256 * 1024;
+
+/// One upload body being sent.
+#[derive(Debug)]
+struct Transfer {
+    path: PathBuf,
+    total: u64,
+    sent: AtomicU64,
+    started: Instant,
+}
+
+/// What `status` shows of one upload in flight.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TransferSnapshot {
+    pub path: PathBuf,
+    pub sent: u64,
+    pub total: u64,
+    pub elapsed_ms: u64,
+}
+
+/// The registry of uploads in flight, shared by every clone of the client.
+#[derive(Debug, Clone, Default)]
+pub struct Transfers {
+    live: Arc<Mutex<BTreeMap<u64, Arc<Transfer>>>>,
+    next_id: Arc<AtomicU64>,
+    bytes_sent: Arc<AtomicU64>,
+}
+
+/// Removes its entry when the body that owns it is dropped.
+struct Registration {
+    id: u64,
+    transfers: Transfers,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.transfers.live.lock().remove(&self.id);
+    }
+}
+
+impl Transfers {
+    /// Every upload body being sent now.
+    pub fn snapshot(&self) -> Vec<TransferSnapshot> {
+        self.live
+            .lock()
+            .values()
+            .map(|t| TransferSnapshot {
+                path: t.path.clone(),
+                sent: t.sent.load(Ordering::Relaxed),
+                total: t.total,
+                elapsed_ms: t.started.elapsed().as_millis() as u64,
+            })
+            .collect()
+    }
+
+    /// Bytes of file content sent since start, every attempt counted.
+    pub fn bytes_sent(&self) -> u64 {
+        self.bytes_sent.load(Ordering::Relaxed)
+    }
+
+    fn register(&self, path: &Path, total: u64) -> (Registration, Arc<Transfer>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let t = Arc::new(Transfer {
+            path: path.to_path_buf(),
+            total,
+            sent: AtomicU64::new(0),
+            started: Instant::now(),
+        });
+        self.live.lock().insert(id, t.clone());
+        let reg = Registration {
+            id,
+            transfers: self.clone(),
+        };
+        (reg, t)
+    }
+
+    /// A multipart part streaming `path`'s bytes, opened anew per attempt.
+    pub fn file_part(
+        &self,
+        path: &Path,
+        file_name: &str,
+    ) -> RemoteResult<reqwest::multipart::Part> {
+        let local =
+            |e: std::io::Error| RemoteError::Local(format!("spool {}: {e}", path.display()));
+        let file = std::fs::File::open(path).map_err(local)?;
+        let total = file.metadata().map_err(local)?.len();
+        let (registration, transfer) = self.register(path, total);
+        let counter = self.bytes_sent.clone();
+        let reader = tokio::fs::File::from_std(file);
+        let stream = tokio_util::io::ReaderStream::with_capacity(reader, CHUNK).map(move |chunk| {
+            let _owned = &registration;
+            if let Ok(c) = &chunk {
+                transfer.sent.fetch_add(c.len() as u64, Ordering::Relaxed);
+                counter.fetch_add(c.len() as u64, Ordering::Relaxed);
+            }
+            chunk
+        });
+        let body = reqwest::Body::wrap_stream(stream);
+        Ok(reqwest::multipart::Part::stream_with_length(body, total)
+            .file_name(file_name.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_part_is_registered_while_its_body_lives() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, vec![7u8; 1000]).unwrap();
+        let t = Transfers::default();
+        let part = t.file_part(&p, "f").unwrap();
+        let live = t.snapshot();
+        assert_eq!(live.len(), 1);
+        assert_eq!((live[0].total, live[0].sent), (1000, 0));
+        drop(part);
+        assert!(t.snapshot().is_empty());
+    }
+}
