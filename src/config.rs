@@ -17,6 +17,8 @@ pub struct Config {
     #[serde(default)]
     pub mount: MountConfig,
     #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
     pub backoffice: Vec<BackofficeConfig>,
     #[serde(default)]
     pub library: Vec<LibraryConfig>,
@@ -69,6 +71,16 @@ pub struct MountConfig {
     pub uid: Option<u32>,
     /// Group shown on every entry. Default: the mounting user's group.
     pub gid: Option<u32>,
+}
+
+/// The Prometheus endpoint: off unless `listen` is set.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `127.0.0.1:9464` (any address: a non-loopback one is logged as a
+    /// warning at start) or `unix:/run/bridgefs/NAME.sock`. Serves
+    /// `GET /metrics`.
+    pub listen: Option<String>,
 }
 
 /// A brokerage back office: `clients/` and `folder-templates/`.
@@ -280,6 +292,9 @@ impl Config {
                 return Err(ConfigError(format!("mount_as {n:?} is used twice")));
             }
         }
+        if let Some(l) = &self.metrics.listen {
+            check_listen(l)?;
+        }
         if names.is_empty() {
             return Err(ConfigError(
                 "no backend configured: add a [[backoffice]], [[library]] or [[files]] table"
@@ -296,6 +311,20 @@ fn check_url(key: &str, value: &str) -> Result<(), ConfigError> {
         _ => Err(ConfigError(format!(
             "{key}: {value:?} is not an http(s) URL"
         ))),
+    }
+}
+
+fn check_listen(value: &str) -> Result<(), ConfigError> {
+    let ok = match value.strip_prefix("unix:") {
+        Some(path) => Path::new(path).is_absolute(),
+        None => value.parse::<std::net::SocketAddr>().is_ok(),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError(format!(
+            "metrics.listen: {value:?} is neither ADDRESS:PORT nor unix:/ABSOLUTE/PATH"
+        )))
     }
 }
 

@@ -69,57 +69,84 @@ pub fn build_fs(config: &Config, http: &HttpClient) -> Result<Arc<BridgeFs>, Str
     BridgeFs::new(mounts, opts).map_err(|e| e.to_string())
 }
 
+/// Why the daemon did not run: a setup the admin must fix (the service
+/// manager should not retry) or a failure at run time.
+#[derive(Debug)]
+pub enum RunError {
+    Setup(String),
+    Runtime(String),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Setup(m) | RunError::Runtime(m) => f.write_str(m),
+        }
+    }
+}
+
+/// The signals the daemon answers, installed before anything can be lost
+/// (the journal replay, READY=1) so that a stop is never a kill.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
 /// Mounts `config` at `mountpoint` and serves in the foreground until
 /// SIGINT/SIGTERM or an external unmount. SIGHUP drops cached metadata.
-pub fn run(config: Config, mountpoint: &Path) -> Result<(), String> {
-    let mountpoint = &crate::service::mountpoint::prepare(mountpoint)?;
+/// `config_path` names the mount's source in the mount table.
+pub fn run(config: Config, mountpoint: &Path, config_path: Option<&Path>) -> Result<(), RunError> {
+    let mountpoint = &crate::service::mountpoint::prepare(mountpoint).map_err(RunError::Setup)?;
     // Before anything reads or cleans the spool: one daemon per directory.
-    let _lock = InstanceLock::acquire(&[&config.cache.dir, &config.cache.state_dir], mountpoint)?;
+    let _lock = InstanceLock::acquire(&[&config.cache.dir, &config.cache.state_dir], mountpoint)
+        .map_err(RunError::Setup)?;
+    let runtime = |e: String| RunError::Runtime(e);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
         .thread_name("bridgefs-io")
         .build()
-        .map_err(|e| e.to_string())?;
-    let http = build_http(&config)?;
+        .map_err(|e| runtime(e.to_string()))?;
+    let mut signals = {
+        let _enter = rt.enter();
+        Signals::install().map_err(|e| runtime(e.to_string()))?
+    };
+    let http = build_http(&config).map_err(RunError::Setup)?;
     let fs = {
         let _enter = rt.enter();
-        build_fs(&config, &http)?
+        build_fs(&config, &http).map_err(RunError::Setup)?
     };
     let (done, left) = rt.block_on(fs.recover());
     if done + left > 0 {
         tracing::info!(uploaded = done, still_pending = left, "journal replayed");
     }
-
-    // SAFETY: getuid/getgid cannot fail.
-    let owner = Owner {
-        uid: config
-            .mount
-            .uid
-            .unwrap_or_else(|| unsafe { libc::getuid() }),
-        gid: config
-            .mount
-            .gid
-            .unwrap_or_else(|| unsafe { libc::getgid() }),
-    };
-    let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone(), owner);
-    let mut options = fuser::Config::default();
-    options.mount_options = vec![
-        fuser::MountOption::FSName("bridgefs".into()),
-        fuser::MountOption::Subtype("bridgefs".into()),
-        fuser::MountOption::DefaultPermissions,
-        fuser::MountOption::NoDev,
-        fuser::MountOption::NoSuid,
-        fuser::MountOption::NoAtime,
-    ];
-    options.acl = if config.mount.allow_other {
-        fuser::SessionACL::All
-    } else {
-        fuser::SessionACL::Owner
-    };
-    options.n_threads = Some(FUSE_THREADS);
+    let fuse_metrics = Arc::new(crate::metrics::FuseMetrics::default());
+    if let Some(listen) = &config.metrics.listen {
+        let exposition = exposition(&fs, &http, &config, fuse_metrics.clone());
+        rt.block_on(crate::service::metrics::serve(listen, exposition))
+            .map_err(RunError::Setup)?;
+    }
+    let adapter = FuseAdapter::new(
+        fs.clone(),
+        rt.handle().clone(),
+        owner(&config),
+        fuse_metrics,
+    );
+    let options = fuse_config(&config, config_path);
     let mut session = fuser::Session::new(adapter, mountpoint, &options)
-        .map_err(|e| format!("cannot mount {}: {e}", mountpoint.display()))?;
+        .map_err(|e| runtime(format!("cannot mount {}: {e}", mountpoint.display())))?;
     let mut unmounter = session.unmount_callable();
     let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<()>();
     let serving = std::thread::Builder::new()
@@ -130,48 +157,43 @@ pub fn run(config: Config, mountpoint: &Path) -> Result<(), String> {
             }
             let _ = ended_tx.send(());
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| runtime(e.to_string()))?;
     tracing::info!(mountpoint = %mountpoint.display(), backends = ?fs.mount_names(), "mounted");
     let reporter = StatusReporter {
         fs: fs.clone(),
         http: http.clone(),
         state_dir: config.cache.state_dir.clone(),
+        journal: crate::fs::journal::Journal::open(&config.cache.state_dir)
+            .map_err(|e| runtime(e.to_string()))?,
         mountpoint: mountpoint.to_path_buf(),
         started: unix_now(),
+        unreachable: Arc::default(),
     };
-    let status_task = {
-        let reporter = reporter.clone();
-        rt.spawn(async move {
-            loop {
-                reporter.write(true);
-                tokio::time::sleep(STATUS_EVERY).await;
-            }
-        })
-    };
+    let status_task = rt.spawn(reporter.clone().run());
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    let unreachable = reporter.unreachable.clone();
+    let probing = (
+        build_mounts(&config, &http).map_err(RunError::Setup)?,
+        api_names(&config),
+    );
+    rt.spawn(async move {
+        let failed = crate::service::probe::warn_unreachable(probing.0, probing.1, http).await;
+        *unreachable.lock() = failed.iter().map(|p| p.line()).collect();
+    });
 
     let wait = config.cache.shutdown_wait;
-    rt.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-        let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
-        let mut ended = ended_rx;
-        loop {
-            tokio::select! {
-                _ = term.recv() => { tracing::info!("SIGTERM: unmounting"); break; }
-                _ = int.recv() => { tracing::info!("SIGINT: unmounting"); break; }
-                _ = hup.recv() => { tracing::info!("SIGHUP: dropping cached metadata and content"); fs.refresh(); }
-                _ = &mut ended => { tracing::info!("unmounted from outside"); break; }
-            }
-        }
+    let unmounted_outside = rt.block_on(async {
+        let outside = serve_until_stop(&mut signals, ended_rx, &fs).await;
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         // Journal first: whatever happens next, nothing closed is lost.
         fs.journal_dirty();
         fs.shutdown(wait).await;
+        outside
     });
-    if let Err(e) = unmounter.unmount() {
-        tracing::warn!(error = %e, "unmount failed");
+    if !unmounted_outside && crate::service::mountpoint::mounted_at(mountpoint).is_some() {
+        if let Err(e) = unmounter.unmount() {
+            tracing::warn!(error = %e, "unmount failed");
+        }
     }
     let _ = serving.join();
     // Releases the kernel sent while unmounting may have dirtied more.
@@ -186,14 +208,108 @@ pub fn run(config: Config, mountpoint: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// How often the status file is rewritten.
-const STATUS_EVERY: Duration = Duration::from_secs(5);
+/// What a metrics scrape shows, gathered afresh each time.
+fn exposition(
+    fs: &Arc<BridgeFs>,
+    http: &HttpClient,
+    config: &Config,
+    fuse: Arc<crate::metrics::FuseMetrics>,
+) -> crate::service::metrics::Exposition {
+    let (fs, http) = (fs.clone(), http.clone());
+    let limit = config.cache.read_cache_bytes;
+    let journal = crate::fs::journal::Journal::open(&config.cache.state_dir).ok();
+    Arc::new(move || {
+        let (counters, pending, inodes) = fs.snapshot();
+        let figures = crate::metrics::Figures {
+            fs: counters,
+            http: http.stats(),
+            block_cache: fs.block_cache_stats(),
+            read_cache_limit: limit,
+            inodes,
+            pending_uploads: pending,
+            uploads_in_flight: http.transfers().snapshot().len(),
+            upload_bytes_sent: http.transfers().bytes_sent(),
+            orphaned_records: journal.as_ref().map_or(0, |j| j.orphaned().len()),
+        };
+        crate::metrics::render(&fuse, &figures)
+    })
+}
+
+/// Serves until a stop signal or an unmount from outside (then true).
+async fn serve_until_stop(
+    signals: &mut Signals,
+    mut ended: tokio::sync::oneshot::Receiver<()>,
+    fs: &BridgeFs,
+) -> bool {
+    loop {
+        tokio::select! {
+            _ = signals.term.recv() => { tracing::info!("SIGTERM: unmounting"); return false; }
+            _ = signals.int.recv() => { tracing::info!("SIGINT: unmounting"); return false; }
+            _ = signals.hup.recv() => { tracing::info!("SIGHUP: dropping cached metadata and content"); fs.refresh(); }
+            _ = &mut ended => { tracing::info!("unmounted from outside"); return true; }
+        }
+    }
+}
+
+/// Owner shown on every entry: the config's, else the mounting user.
+fn owner(config: &Config) -> Owner {
+    // SAFETY: getuid/getgid cannot fail.
+    Owner {
+        uid: config
+            .mount
+            .uid
+            .unwrap_or_else(|| unsafe { libc::getuid() }),
+        gid: config
+            .mount
+            .gid
+            .unwrap_or_else(|| unsafe { libc::getgid() }),
+    }
+}
+
+/// The mount's options. The type shows as `fuse.bridgefs` and the source
+/// as the config file, so `findmnt -t fuse.bridgefs` lists every mount and
+/// `bridgefs status MOUNTPOINT` finds its state. As root fuser calls
+/// mount(2) itself and drops `Subtype`, so it goes as a kernel option.
+fn fuse_config(config: &Config, config_path: Option<&Path>) -> fuser::Config {
+    use fuser::MountOption;
+    let source = config_path
+        .and_then(|p| std::path::absolute(p).ok())
+        .map(|p| p.display().to_string())
+        .filter(|p| !p.contains([',', ' ', '\t', '\n', '\\']))
+        .unwrap_or_else(|| "bridgefs".into());
+    // SAFETY: geteuid cannot fail.
+    let subtype = if unsafe { libc::geteuid() } == 0 {
+        MountOption::CUSTOM("subtype=bridgefs".into())
+    } else {
+        MountOption::Subtype("bridgefs".into())
+    };
+    let mut options = fuser::Config::default();
+    options.mount_options = vec![
+        MountOption::FSName(source),
+        subtype,
+        MountOption::DefaultPermissions,
+        MountOption::NoDev,
+        MountOption::NoSuid,
+        MountOption::NoAtime,
+    ];
+    options.acl = if config.mount.allow_other {
+        fuser::SessionACL::All
+    } else {
+        fuser::SessionACL::Owner
+    };
+    options.n_threads = Some(FUSE_THREADS);
+    options
+}
+
+/// How often the status file is rewritten: often enough that `status`
+/// shows an upload's progress as it goes.
+const STATUS_EVERY: Duration = Duration::from_secs(1);
+
+/// A long upload logs its progress every this many status ticks.
+const PROGRESS_EVERY_TICKS: u64 = 10;
 
 fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs()
+    crate::status::unix_now()
 }
 
 /// Writes `state_dir/status.json` for `bridgefs status`.
@@ -202,11 +318,53 @@ struct StatusReporter {
     fs: Arc<BridgeFs>,
     http: HttpClient,
     state_dir: PathBuf,
+    journal: crate::fs::journal::Journal,
     mountpoint: PathBuf,
     started: u64,
+    /// Places the start-up probe could not reach.
+    unreachable: Arc<parking_lot::Mutex<Vec<String>>>,
 }
 
 impl StatusReporter {
+    async fn run(self) {
+        let mut ticks: u64 = 0;
+        loop {
+            self.write(true);
+            ticks += 1;
+            if ticks.is_multiple_of(PROGRESS_EVERY_TICKS) {
+                self.log_progress();
+            }
+            tokio::time::sleep(STATUS_EVERY).await;
+        }
+    }
+
+    /// Uploads in flight, named by the path users know.
+    fn uploads(&self) -> Vec<crate::status::UploadProgress> {
+        self.http
+            .transfers()
+            .snapshot()
+            .into_iter()
+            .map(|t| crate::status::UploadProgress {
+                path: self
+                    .fs
+                    .display_path_of_spool(&t.path)
+                    .unwrap_or_else(|| t.path.display().to_string()),
+                sent: t.sent,
+                total: t.total,
+                elapsed_ms: t.elapsed_ms,
+            })
+            .collect()
+    }
+
+    /// One info line per long upload, every few seconds.
+    fn log_progress(&self) {
+        let long = PROGRESS_EVERY_TICKS * STATUS_EVERY.as_millis() as u64;
+        for u in self.uploads().into_iter().filter(|u| u.elapsed_ms >= long) {
+            // Debug formatting escapes control characters in remote names.
+            tracing::info!(path = ?u.path, sent = u.sent, total = u.total, bytes_per_s = u.rate(), "uploading");
+        }
+    }
+
     fn write(&self, running: bool) {
         let (counters, pending, inodes) = self.fs.snapshot();
         let status = crate::status::Status {
@@ -220,6 +378,14 @@ impl StatusReporter {
             pending_uploads: pending,
             inodes,
             http: self.http.stats(),
+            uploads: self.uploads(),
+            orphaned: self
+                .journal
+                .orphaned()
+                .into_iter()
+                .map(|r| format!("{} {}", r.id, r.display_path))
+                .collect(),
+            unreachable: self.unreachable.lock().clone(),
         };
         if let Err(e) = crate::status::write(&self.state_dir, &status) {
             tracing::warn!(error = %e, "cannot write the status file");
@@ -227,55 +393,44 @@ impl StatusReporter {
     }
 }
 
-/// `bridgefs check`: reaches every backend (its top level and, one level
-/// down, each configured app or client) and reports per place. Returns
-/// whether everything answered.
+/// The API behind each mount, in [`build_mounts`]' order.
+pub fn api_names(config: &Config) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    out.extend(
+        config
+            .backoffice
+            .iter()
+            .flat_map(|_| ["back office", "back office"]),
+    );
+    out.extend(config.library.iter().map(|_| "file library"));
+    out.extend(config.files.iter().map(|_| "Files apps"));
+    out
+}
+
+/// `bridgefs check`: reaches every place and prints one line for each.
+/// Returns whether everything answered. Retries are few: a check says
+/// what is wrong now rather than waiting it out.
 pub fn check(config: &Config) -> Result<bool, String> {
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    let http = build_http(config)?;
+    let policy = RetryPolicy {
+        max_attempts: 2,
+        call_deadline: config.cache.call_deadline.min(Duration::from_secs(15)),
+        ..RetryPolicy::default()
+    };
+    let http = HttpClient::new(policy).map_err(|e| e.to_string())?;
     let mounts = {
         let _enter = rt.enter();
         build_mounts(config, &http)?
     };
-    let mut ok = true;
-    rt.block_on(async {
-        for m in &mounts {
-            let root = m.backend.root();
-            match m.backend.list(&root).await {
-                Ok(entries) => {
-                    println!("ok    {}/ ({} entries)", m.name, entries.len());
-                    for e in entries
-                        .iter()
-                        .filter(|e| e.kind == crate::fs::backend::Kind::Dir)
-                        .take(20)
-                    {
-                        match m.backend.list(&e.key).await {
-                            Ok(children) => println!(
-                                "ok    {}/{}/ ({} entries)",
-                                m.name,
-                                e.name,
-                                children.len()
-                            ),
-                            Err(err) => {
-                                ok = false;
-                                println!(
-                                    "FAIL  {}/{}/: {err} (errno {})",
-                                    m.name,
-                                    e.name,
-                                    err.errno()
-                                );
-                            }
-                        }
-                    }
-                }
-                Err(err) => {
-                    ok = false;
-                    println!("FAIL  {}/: {err} (errno {})", m.name, err.errno());
-                }
-            }
-        }
-    });
-    Ok(ok)
+    let probes = rt.block_on(crate::service::probe::probe(
+        &mounts,
+        &api_names(config),
+        &http,
+    ));
+    for p in &probes {
+        println!("{}", p.line());
+    }
+    Ok(!probes.iter().any(|p| p.failed()))
 }
 
 /// Everything `bridgefs demo` needs besides the mountpoint: credential files

@@ -9,16 +9,17 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow, WriteFlags,
+    CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl,
+    ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use tokio::runtime::Handle;
 
 use crate::fs::backend::Kind;
 use crate::fs::core::{Attr, BridgeFs};
 use crate::fs::FsError;
+use crate::metrics::FuseMetrics;
 
 /// Owner shown on every entry.
 #[derive(Debug, Clone, Copy)]
@@ -32,12 +33,24 @@ pub struct FuseAdapter {
     rt: Handle,
     owner: Owner,
     ttl: Duration,
+    metrics: Arc<FuseMetrics>,
 }
 
 impl FuseAdapter {
-    pub fn new(fs: Arc<BridgeFs>, rt: Handle, owner: Owner) -> FuseAdapter {
+    pub fn new(
+        fs: Arc<BridgeFs>,
+        rt: Handle,
+        owner: Owner,
+        metrics: Arc<FuseMetrics>,
+    ) -> FuseAdapter {
         let ttl = fs.ttl();
-        FuseAdapter { fs, rt, owner, ttl }
+        FuseAdapter {
+            fs,
+            rt,
+            owner,
+            ttl,
+            metrics,
+        }
     }
 
     fn file_attr(&self, a: &Attr) -> FileAttr {
@@ -99,7 +112,7 @@ fn log_error(op: &str, e: &FsError) {
         FsError::Io(_) | FsError::TimedOut(_) | FsError::AccessDenied(_) => {
             tracing::warn!(op, error = %e, "request failed")
         }
-        _ => tracing::debug!(op, error = %e, "request failed"),
+        _ => tracing::trace!(op, error = %e, "request failed"),
     }
 }
 
@@ -135,12 +148,18 @@ impl FuseAdapter {
         T: Send + 'static,
         F: std::future::Future<Output = crate::fs::FsResult<T>> + Send + 'static,
     {
+        let metrics = self.metrics.clone();
+        let started = std::time::Instant::now();
         self.rt.spawn(async move {
             match fut.await {
-                Ok(v) => ok(reply, v),
+                Ok(v) => {
+                    ok(reply, v);
+                    metrics.record(op, started.elapsed(), None);
+                }
                 Err(e) => {
                     log_error(op, &e);
-                    reply.fail(errno(&e))
+                    reply.fail(errno(&e));
+                    metrics.record(op, started.elapsed(), Some(e.errno()));
                 }
             }
         });
@@ -328,11 +347,17 @@ impl Filesystem for FuseAdapter {
         reply: ReplyWrite,
     ) {
         // Local spool I/O: answered on the FUSE thread, no remote call.
+        let started = std::time::Instant::now();
         match self.fs.write(ino.0, fh.0, offset, data) {
-            Ok(n) => reply.written(n),
+            Ok(n) => {
+                reply.written(n);
+                self.metrics.record("write", started.elapsed(), None);
+            }
             Err(e) => {
                 log_error("write", &e);
-                reply.error(errno(&e))
+                reply.error(errno(&e));
+                self.metrics
+                    .record("write", started.elapsed(), Some(e.errno()));
             }
         }
     }
@@ -365,10 +390,12 @@ impl Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let fs = self.fs.clone();
+        let (fs, metrics) = (self.fs.clone(), self.metrics.clone());
+        let started = std::time::Instant::now();
         self.rt.spawn(async move {
             fs.release(ino.0, fh.0).await;
             reply.ok();
+            metrics.record("release", started.elapsed(), None);
         });
     }
 
@@ -389,6 +416,113 @@ impl Filesystem for FuseAdapter {
         );
     }
 
+    // ----- requests bridgefs has no use for, answered quietly -----------
+    // (fuser's defaults log a warning for each; `sed -i` alone sends ioctls.)
+
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        reply.error(errno(&FsError::NoSuchIoctl));
+    }
+
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        _ino_in: INodeNo,
+        _fh_in: FileHandle,
+        _offset_in: u64,
+        _ino_out: INodeNo,
+        _fh_out: FileHandle,
+        _offset_out: u64,
+        _len: u64,
+        _flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        reply.error(errno(&FsError::LeftToKernel));
+    }
+
+    fn lseek(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: i64,
+        _whence: i32,
+        reply: ReplyLseek,
+    ) {
+        reply.error(errno(&FsError::LeftToKernel));
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        _length: u64,
+        _mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(errno(&FsError::NotSupported));
+    }
+
+    /// Device nodes, FIFOs and sockets cannot exist on the remote (POSIX:
+    /// EPERM where the file type is not supported).
+    fn mknod(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(errno(&FsError::NotPermitted));
+    }
+
+    fn symlink(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _link_name: &OsStr,
+        _target: &std::path::Path,
+        reply: ReplyEntry,
+    ) {
+        reply.error(errno(&FsError::NotPermitted));
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        reply.error(errno(&FsError::NotPermitted));
+    }
+
+    /// Directory changes are made on the remote as they happen.
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let fs = self.fs.clone();
         self.run(
@@ -407,7 +541,14 @@ impl Filesystem for FuseAdapter {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        match self.fs.readdir(fh.0, offset) {
+        let started = std::time::Instant::now();
+        let result = self.fs.readdir(fh.0, offset);
+        self.metrics.record(
+            "readdir",
+            started.elapsed(),
+            result.as_ref().err().map(FsError::errno),
+        );
+        match result {
             Ok(items) => {
                 for (i, item) in items.iter().enumerate() {
                     let kind = match item.attr.kind {
@@ -437,7 +578,14 @@ impl Filesystem for FuseAdapter {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        match self.fs.readdir(fh.0, offset) {
+        let started = std::time::Instant::now();
+        let result = self.fs.readdir(fh.0, offset);
+        self.metrics.record(
+            "readdirplus",
+            started.elapsed(),
+            result.as_ref().err().map(FsError::errno),
+        );
+        match result {
             Ok(items) => {
                 for (i, item) in items.iter().enumerate() {
                     let attr = self.file_attr(&item.attr);

@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod emulator;
 pub mod fs;
 pub mod fuse;
+pub mod metrics;
 pub mod remote;
 pub mod service;
 pub mod status;

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use bridgefs::config::Config;
 use bridgefs::daemon;
 use bridgefs::emulator::{Credentials, Dataset, Emu, EmulatorHandle, Faults};
+use bridgefs::service::{helper, options};
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +30,9 @@ enum Command {
         config: PathBuf,
         /// An existing empty directory.
         mountpoint: PathBuf,
+        /// Mount options, as in fstab (`allow_other,metadata_ttl=10s`).
+        #[arg(short = 'o')]
+        options: Vec<String>,
     },
     /// Start the emulator with the demo dataset on a free loopback port and mount it.
     Demo {
@@ -42,10 +46,37 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Show a running mount's counters, pending uploads and remote calls.
-    Status {
-        #[arg(long)]
-        config: PathBuf,
+    /// Show a running mount's uploads in flight, counters and remote calls.
+    Status(StateArgs),
+    /// List or drop the pending-upload journal's records.
+    Pending {
+        #[command(subcommand)]
+        action: PendingAction,
+    },
+}
+
+/// Where a daemon's state is: its config, its state directory, or the
+/// mountpoint it serves (found through the mount table).
+#[derive(Args)]
+struct StateArgs {
+    #[arg(long, conflicts_with = "state_dir")]
+    config: Option<PathBuf>,
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// A bridgefs mountpoint.
+    mountpoint: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum PendingAction {
+    /// Every record: waiting, failing, or set aside because its bytes are gone.
+    List(StateArgs),
+    /// Forget one record and its spool file (its bytes are never uploaded).
+    Drop {
+        /// The record's id, as `pending list` shows it.
+        id: String,
+        #[command(flatten)]
+        state: StateArgs,
     },
 }
 
@@ -106,56 +137,167 @@ struct EmulatorArgs {
     ignore_range: bool,
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BRIDGEFS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+/// Logs go to stderr (the journal under systemd, `state_dir/bridgefs.log`
+/// for a mount started by mount(8)); colours only on a terminal;
+/// `BRIDGEFS_LOG_FORMAT=json` gives one JSON object per line.
+fn init_logging(default_level: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BRIDGEFS_LOG").unwrap_or_else(|_| {
+        // fuser's own lines repeat ours ("Mounting"), or are false alarms:
+        // its session ends after a plain umount by failing to unmount again.
+        tracing_subscriber::EnvFilter::new(format!(
+            "{default_level},fuser=warn,fuser::session=error"
+        ))
+    });
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(std::io::stderr().is_terminal());
+    if std::env::var("BRIDGEFS_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }
 
 fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if helper::is_helper_call(&args) {
+        init_logging("info");
+        return exit(
+            helper::parse(&args)
+                .and_then(|call| helper::run(&call))
+                .map_err(Failure::Setup),
+        );
+    }
     let cli = Cli::parse();
-    init_logging();
-    let result = match cli.command {
-        Command::Mount { config, mountpoint } => Config::load(&config)
-            .map_err(|e| e.to_string())
-            .and_then(|c| daemon::run(c, &mountpoint)),
-        Command::Demo { mountpoint } => demo(&mountpoint),
-        Command::Emulator(args) => emulator(args),
-        Command::Check { config } => match Config::load(&config)
-            .map_err(|e| e.to_string())
-            .and_then(|c| daemon::check(&c))
-        {
-            Ok(true) => Ok(()),
-            Ok(false) => return ExitCode::from(1),
-            Err(e) => Err(e),
-        },
-        Command::Status { config } => status(&config),
+    // `check` prints one line per place; its log would say each failure again.
+    init_logging(if matches!(cli.command, Command::Check { .. }) {
+        "error"
+    } else {
+        "info"
+    });
+    exit(match cli.command {
+        Command::Mount {
+            config,
+            mountpoint,
+            options,
+        } => mount(&config, &mountpoint, &options),
+        Command::Demo { mountpoint } => demo(&mountpoint).map_err(Failure::Runtime),
+        Command::Emulator(args) => emulator(args).map_err(Failure::Runtime),
+        Command::Check { config } => check(&config),
+        Command::Status(state) => status(&state),
+        Command::Pending { action } => pending(action),
+    })
+}
+
+/// Why a command failed, which decides its exit status: 2 for a setup the
+/// admin must fix (systemd's `RestartPreventExitStatus=2` then stops
+/// retrying), 1 for a failure at run time, 3 for "not running".
+enum Failure {
+    Setup(String),
+    Runtime(String),
+    NotRunning(String),
+}
+
+fn exit(result: Result<(), Failure>) -> ExitCode {
+    let (code, message) = match result {
+        Ok(()) => return ExitCode::SUCCESS,
+        Err(Failure::Setup(m)) => (2, m),
+        Err(Failure::Runtime(m)) => (1, m),
+        Err(Failure::NotRunning(m)) => (3, m),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bridgefs: {e}");
-            ExitCode::from(2)
+    if !message.is_empty() {
+        eprintln!("bridgefs: {message}");
+    }
+    ExitCode::from(code)
+}
+
+fn load(config: &std::path::Path, options: &[String]) -> Result<Config, Failure> {
+    let mut c = Config::load(config).map_err(|e| Failure::Setup(e.to_string()))?;
+    for o in options {
+        options::apply(&mut c, o).map_err(Failure::Setup)?;
+    }
+    Ok(c)
+}
+
+fn mount(
+    config: &std::path::Path,
+    mountpoint: &std::path::Path,
+    options: &[String],
+) -> Result<(), Failure> {
+    let c = load(config, options)?;
+    daemon::run(c, mountpoint, Some(config)).map_err(|e| match e {
+        daemon::RunError::Setup(m) => Failure::Setup(m),
+        daemon::RunError::Runtime(m) => Failure::Runtime(m),
+    })
+}
+
+fn check(config: &std::path::Path) -> Result<(), Failure> {
+    match daemon::check(&load(config, &[])?) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Failure::Runtime(String::new())),
+        Err(e) => Err(Failure::Runtime(e)),
+    }
+}
+
+/// The state directory `args` point at.
+fn state_dir(args: &StateArgs) -> Result<PathBuf, Failure> {
+    if let Some(d) = &args.state_dir {
+        return Ok(d.clone());
+    }
+    if let Some(c) = &args.config {
+        return Ok(load(c, &[])?.cache.state_dir);
+    }
+    let mountpoint = args.mountpoint.as_ref().ok_or_else(|| {
+        Failure::Setup("say which mount: --config FILE, --state-dir DIR or MOUNTPOINT".into())
+    })?;
+    bridgefs::service::mountpoint::state_dir_of(mountpoint).map_err(Failure::Setup)
+}
+
+fn status(args: &StateArgs) -> Result<(), Failure> {
+    let dir = state_dir(args)?;
+    let s = bridgefs::status::read(&dir).map_err(Failure::NotRunning)?;
+    print!(
+        "{}",
+        bridgefs::status::render(&s, bridgefs::status::unix_now())
+    );
+    if s.running && bridgefs::status::alive(s.pid) {
+        Ok(())
+    } else {
+        Err(Failure::NotRunning("not running".into()))
+    }
+}
+
+fn pending(action: PendingAction) -> Result<(), Failure> {
+    match action {
+        PendingAction::List(args) => {
+            let journal = open_journal(&state_dir(&args)?)?;
+            print!("{}", bridgefs::status::render_pending(&journal));
+            Ok(())
+        }
+        PendingAction::Drop { id, state } => {
+            let journal = open_journal(&state_dir(&state)?)?;
+            if journal.drop_record(&id) {
+                println!("dropped {id}");
+                Ok(())
+            } else {
+                Err(Failure::Setup(format!(
+                    "no journal record {id:?} (see `bridgefs pending list`)"
+                )))
+            }
         }
     }
 }
 
-fn status(config: &std::path::Path) -> Result<(), String> {
-    let config = Config::load(config).map_err(|e| e.to_string())?;
-    let s = bridgefs::status::read(&config.cache.state_dir)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    print!("{}", bridgefs::status::render(&s, now));
-    if s.running && bridgefs::status::alive(s.pid) {
-        Ok(())
-    } else {
-        Err("not running".into())
+fn open_journal(state_dir: &std::path::Path) -> Result<bridgefs::fs::journal::Journal, Failure> {
+    if !state_dir.join("pending").is_dir() {
+        return Err(Failure::Setup(format!(
+            "no journal in {}",
+            state_dir.display()
+        )));
     }
+    bridgefs::fs::journal::Journal::open(state_dir).map_err(|e| Failure::Runtime(e.to_string()))
 }
 
 fn demo(mountpoint: &std::path::Path) -> Result<(), String> {
@@ -170,11 +312,13 @@ fn demo(mountpoint: &std::path::Path) -> Result<(), String> {
     let text = files.config_text(&handle.url());
     let config = Config::parse(&text, std::path::Path::new("(demo)")).map_err(|e| e.to_string())?;
     eprintln!(
-        "bridgefs demo: emulator at {} ; mounting at {} (Ctrl-C to unmount)",
+        "bridgefs demo: emulator at {} ; mounting at {} (Ctrl-C to unmount)\n  state: {} (bridgefs status --state-dir {})",
         handle.url(),
-        mountpoint.display()
+        mountpoint.display(),
+        config.cache.state_dir.display(),
+        config.cache.state_dir.display()
     );
-    daemon::run(config, mountpoint)
+    daemon::run(config, mountpoint, None).map_err(|e| e.to_string())
 }
 
 fn emulator(a: EmulatorArgs) -> Result<(), String> {

@@ -1,6 +1,7 @@
-//! The daemon's status file (`state_dir/status.json`), rewritten every few
-//! seconds, and its reading by `bridgefs status`: counters, pending uploads
-//! and per-endpoint HTTP statistics, without any IPC to the daemon.
+//! The daemon's status file (`state_dir/status.json`), rewritten every
+//! second, and its reading by `bridgefs status`: uploads in flight with
+//! their progress, records that cannot upload, counters and per-endpoint
+//! HTTP statistics, without any IPC to the daemon.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,53 @@ pub struct Status {
     pub pending_uploads: usize,
     pub inodes: usize,
     pub http: BTreeMap<String, EndpointStats>,
+    /// Upload bodies being sent now.
+    #[serde(default)]
+    pub uploads: Vec<UploadProgress>,
+    /// Journal records set aside because their bytes are gone.
+    #[serde(default)]
+    pub orphaned: Vec<String>,
+    /// Places the start-up probe could not reach (`check`'s lines).
+    #[serde(default)]
+    pub unreachable: Vec<String>,
+}
+
+/// One upload in flight, as `status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UploadProgress {
+    /// The file's path in the mount (`library/report.pdf`).
+    pub path: String,
+    pub sent: u64,
+    pub total: u64,
+    pub elapsed_ms: u64,
+}
+
+impl UploadProgress {
+    /// Bytes per second so far.
+    pub fn rate(&self) -> u64 {
+        self.sent * 1000 / self.elapsed_ms.max(1)
+    }
+
+    /// `library/x.bin: 12.0 of 40.0 MiB (30%), 2.1 MiB/s`
+    pub fn line(&self) -> String {
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        format!(
+            "{}: {:.1} of {:.1} MiB ({}%), {:.1} MiB/s",
+            self.path,
+            mib(self.sent),
+            mib(self.total),
+            self.sent * 100 / self.total.max(1),
+            mib(self.rate())
+        )
+    }
+}
+
+/// Seconds since the epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
 }
 
 pub fn path(state_dir: &Path) -> PathBuf {
@@ -74,6 +122,25 @@ pub fn render(s: &Status, now: u64) -> String {
         s.inodes,
         s.pending_uploads,
     );
+    out.push_str(&format!("uploads in flight: {}\n", s.uploads.len()));
+    for u in &s.uploads {
+        out.push_str(&format!("  {}\n", u.line()));
+    }
+    if !s.orphaned.is_empty() {
+        out.push_str(&format!(
+            "stuck: {} journal record(s) lost their bytes (bridgefs pending list):\n",
+            s.orphaned.len()
+        ));
+        for o in &s.orphaned {
+            out.push_str(&format!("  {o}\n"));
+        }
+    }
+    if !s.unreachable.is_empty() {
+        out.push_str("unreachable at start:\n");
+        for u in &s.unreachable {
+            out.push_str(&format!("  {u}\n"));
+        }
+    }
     out.push_str("counters:");
     for (k, v) in &s.fs {
         out.push_str(&format!(" {k}={v}"));
@@ -84,6 +151,29 @@ pub fn render(s: &Status, now: u64) -> String {
             "  {k:<36} {:>8} {:>8} {:>8}\n",
             v.calls, v.retries, v.failures
         ));
+    }
+    out
+}
+
+/// `bridgefs pending list`: every journal record, one line each.
+pub fn render_pending(journal: &crate::fs::journal::Journal) -> String {
+    let mut out = String::new();
+    for (state, records) in [
+        ("pending", journal.pending()),
+        ("orphaned", journal.orphaned()),
+    ] {
+        for r in records {
+            let size = std::fs::metadata(&r.spool)
+                .map(|m| format!("{} bytes", m.len()))
+                .unwrap_or_else(|_| "spool file missing".into());
+            out.push_str(&format!(
+                "{:<9} {}  {}  ({size})\n",
+                state, r.id, r.display_path
+            ));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("no pending uploads\n");
     }
     out
 }

@@ -46,7 +46,12 @@ fn library_rename_onto_existing_keeps_the_target_when_the_rename_fails() {
     let remote = Remote::new(&emu.url());
     two_files(&m, "library");
     // The first update (the target moved aside) passes, the rename fails.
-    let e = failing_mv(&emu, &m, "library", fail_once("POST", "/library/live/files", 1));
+    let e = failing_mv(
+        &emu,
+        &m,
+        "library",
+        fail_once("POST", "/library/live/files", 1),
+    );
     assert_eq!(e, libc::EINVAL, "the 400 is reported");
     assert_eq!(
         remote.library_bytes_by_name("keep.txt").as_deref(),
@@ -61,7 +66,12 @@ fn library_rename_onto_existing_keeps_the_target_when_the_rename_fails() {
         .library_items()
         .into_iter()
         .filter(|i| i["deleted"] != true)
-        .filter(|i| i["fileName"].as_str().unwrap_or("").starts_with(".bridgefs"))
+        .filter(|i| {
+            i["fileName"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with(".bridgefs")
+        })
         .collect();
     assert!(leftovers.is_empty(), "nothing left aside: {leftovers:?}");
 
@@ -75,7 +85,10 @@ fn library_rename_onto_existing_keeps_the_target_when_the_rename_fails() {
     assert_eq!(live.len(), 1, "{live:?}");
     assert_eq!(remote.library_bytes(&live[0]), b"new bytes");
     assert!(remote.library_item("tmp.txt").is_none());
-    assert_eq!(std::fs::read(m.path("library/keep.txt")).unwrap(), b"new bytes");
+    assert_eq!(
+        std::fs::read(m.path("library/keep.txt")).unwrap(),
+        b"new bytes"
+    );
 }
 
 #[test]
@@ -84,7 +97,12 @@ fn library_rename_onto_existing_fails_cleanly_when_the_target_cannot_move_aside(
     let m = Mount::start(&emu);
     let remote = Remote::new(&emu.url());
     two_files(&m, "library");
-    failing_mv(&emu, &m, "library", fail_once("POST", "/library/live/files", 0));
+    failing_mv(
+        &emu,
+        &m,
+        "library",
+        fail_once("POST", "/library/live/files", 0),
+    );
     assert_eq!(
         remote.library_bytes_by_name("keep.txt").as_deref(),
         Some(&b"old bytes"[..])
@@ -93,7 +111,10 @@ fn library_rename_onto_existing_fails_cleanly_when_the_target_cannot_move_aside(
         remote.library_bytes_by_name("tmp.txt").as_deref(),
         Some(&b"new bytes"[..])
     );
-    assert_eq!(std::fs::read(m.path("library/keep.txt")).unwrap(), b"old bytes");
+    assert_eq!(
+        std::fs::read(m.path("library/keep.txt")).unwrap(),
+        b"old bytes"
+    );
 }
 
 #[test]
@@ -102,11 +123,14 @@ fn app_rename_onto_existing_keeps_the_target_when_the_rename_fails() {
     let m = Mount::start(&emu);
     let remote = Remote::new(&emu.url());
     two_files(&m, "apps/handbook");
-    failing_mv(&emu, &m, "apps/handbook", fail_once("PATCH", "/files/api/files/", 0));
+    failing_mv(
+        &emu,
+        &m,
+        "apps/handbook",
+        fail_once("PATCH", "/files/api/files/", 0),
+    );
     assert_eq!(
-        remote
-            .app_bytes_by_name("handbook", "keep.txt")
-            .as_deref(),
+        remote.app_bytes_by_name("handbook", "keep.txt").as_deref(),
         Some(&b"old bytes"[..]),
         "the target is out of the trash, under its name"
     );
@@ -115,7 +139,10 @@ fn app_rename_onto_existing_keeps_the_target_when_the_rename_fails() {
         Some(&b"new bytes"[..])
     );
     assert!(
-        !remote.app_trash("handbook").iter().any(|f| f["name"] == "keep.txt"),
+        !remote
+            .app_trash("handbook")
+            .iter()
+            .any(|f| f["name"] == "keep.txt"),
         "not left in the trash"
     );
 }
@@ -126,9 +153,22 @@ fn client_rename_onto_existing_keeps_the_target_when_the_rename_fails() {
     let m = Mount::start(&emu);
     let remote = Remote::new(&emu.url());
     two_files(&m, "clients/1");
-    failing_mv(&emu, &m, "clients/1", fail_once("PATCH", "/clients/1/files/", 0));
-    let keep = remote.client_file_named(1, "keep.txt").expect("target kept");
+    failing_mv(
+        &emu,
+        &m,
+        "clients/1",
+        fail_once("PATCH", "/clients/1/files/", 0),
+    );
+    let keep = remote
+        .client_file_named(1, "keep.txt")
+        .expect("target kept");
     let tmp = remote.client_file_named(1, "tmp.txt").expect("source kept");
-    assert_eq!(remote.client_bytes(1, keep["id"].as_u64().unwrap()), b"old bytes");
-    assert_eq!(remote.client_bytes(1, tmp["id"].as_u64().unwrap()), b"new bytes");
+    assert_eq!(
+        remote.client_bytes(1, keep["id"].as_u64().unwrap()),
+        b"old bytes"
+    );
+    assert_eq!(
+        remote.client_bytes(1, tmp["id"].as_u64().unwrap()),
+        b"new bytes"
+    );
 }

@@ -129,3 +129,379 @@ fn mounting_over_a_live_mount_is_refused() {
     // The first mount still serves.
     assert!(std::fs::read_dir(m.path("library")).unwrap().count() > 0);
 }
+
+/// A daemon started by mount(8): unmounted and stopped at the end even if
+/// the test fails.
+struct HelperMount {
+    mountpoint: std::path::PathBuf,
+    state_dir: std::path::PathBuf,
+}
+
+impl HelperMount {
+    fn daemon_pid(&self) -> u32 {
+        let mut pid = 0;
+        eventually("the status file", Duration::from_secs(10), || {
+            pid = bridgefs::status::read(&self.state_dir)
+                .map(|s| s.pid)
+                .unwrap_or(0);
+            pid != 0
+        });
+        pid
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.state_dir.join("bridgefs.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for HelperMount {
+    fn drop(&mut self) {
+        if let Ok(s) = bridgefs::status::read(&self.state_dir) {
+            if std::thread::panicking() {
+                eprintln!("---- daemon log ----\n{}", self.log());
+            }
+            force_unmount(&self.mountpoint);
+            let pid = s.pid as i32;
+            for _ in 0..100 {
+                // SAFETY: signal 0 only probes.
+                if unsafe { libc::kill(pid, 0) } != 0 {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            // SAFETY: our own child's pid, still alive.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only probes.
+    unsafe { libc::kill(pid as i32, 0) == 0 }
+}
+
+/// mount(8) runs `mount.fuse3`, which runs `bridgefs` from a fixed PATH
+/// (`/usr/local/sbin:/usr/local/bin:…`): for the test's length the built
+/// binary is linked first on it; whatever was there comes back after.
+struct HelperInstall {
+    link: std::path::PathBuf,
+    aside: Option<std::path::PathBuf>,
+}
+
+impl HelperInstall {
+    fn new() -> HelperInstall {
+        let link = std::path::PathBuf::from("/usr/local/sbin/bridgefs");
+        std::fs::create_dir_all("/usr/local/sbin").unwrap();
+        let aside = link.symlink_metadata().is_ok().then(|| {
+            let a = link.with_extension("test-aside");
+            std::fs::rename(&link, &a).unwrap();
+            a
+        });
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_bridgefs"), &link).unwrap();
+        HelperInstall { link, aside }
+    }
+}
+
+impl Drop for HelperInstall {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.link);
+        if let Some(a) = &self.aside {
+            let _ = std::fs::rename(a, &self.link);
+        }
+    }
+}
+
+fn umount_and_wait(h: &HelperMount, pid: u32) {
+    sh_ok(&format!("umount {}", h.mountpoint.display()));
+    eventually(
+        "the daemon to exit after umount",
+        Duration::from_secs(30),
+        || !alive(pid),
+    );
+}
+
+#[test]
+fn fstab_and_mount_t_mount_in_the_background_refuse_bad_options_and_umount_stops_the_daemon() {
+    let emu = Emulator::demo();
+    let remote = Remote::new(&emu.url());
+    let files = bridgefs::daemon::DemoFiles::create().unwrap();
+    let config = files.path("office.toml");
+    std::fs::write(&config, files.config_text(&emu.url())).unwrap();
+    let h = HelperMount {
+        mountpoint: files.path("mnt"),
+        state_dir: files.path("state"),
+    };
+    std::fs::create_dir(&h.mountpoint).unwrap();
+
+    // An fstab line, in a private fstab.
+    let fstab = files.path("fstab");
+    std::fs::write(
+        &fstab,
+        format!(
+            "{} {} fuse.bridgefs _netdev,nofail,allow_other,metadata_ttl=10s 0 0\n",
+            config.display(),
+            h.mountpoint.display()
+        ),
+    )
+    .unwrap();
+    let _helper = HelperInstall::new();
+    // A misspelt option is refused by name, and nothing is mounted.
+    let (code, _, err) = sh(&format!(
+        "mount -t fuse.bridgefs -o allow_otehr {} {}",
+        config.display(),
+        h.mountpoint.display()
+    ));
+    assert_ne!(code, 0);
+    assert!(err.contains("allow_otehr"), "{err}");
+    assert!(!is_mounted(&h.mountpoint));
+
+    sh_ok(&format!(
+        "mount -T {} {}",
+        fstab.display(),
+        h.mountpoint.display()
+    ));
+    let findmnt = sh_ok(&format!(
+        "findmnt -n -t fuse.bridgefs -o TARGET,SOURCE {}",
+        h.mountpoint.display()
+    ));
+    assert!(
+        findmnt.contains(&config.display().to_string()),
+        "type and source: {findmnt}"
+    );
+    let pid = h.daemon_pid();
+    std::fs::write(h.mountpoint.join("library/from-fstab.txt"), b"fstab bytes").unwrap();
+    sh_ok(&format!(
+        "sed -i s/bytes/words/ {}",
+        h.mountpoint.join("library/from-fstab.txt").display()
+    ));
+    umount_and_wait(&h, pid);
+    assert_eq!(
+        remote.library_bytes_by_name("from-fstab.txt").unwrap(),
+        b"fstab words"
+    );
+
+    // mount -t with -o, the same config.
+    sh_ok(&format!(
+        "mount -t fuse.bridgefs -o allow_other {} {}",
+        config.display(),
+        h.mountpoint.display()
+    ));
+    let pid2 = h.daemon_pid();
+    assert!(
+        std::fs::read_dir(h.mountpoint.join("apps/handbook"))
+            .unwrap()
+            .count()
+            > 0
+    );
+    umount_and_wait(&h, pid2);
+
+    let log = h.log();
+    for noise in [
+        "\u{1b}[",
+        "Not Implemented",
+        "unmount failed",
+        "Failed to umount",
+    ] {
+        assert!(!log.contains(noise), "{noise:?} in the log:\n{log}");
+    }
+    assert!(
+        log.contains("unmounted from outside") && log.contains("stopped"),
+        "{log}"
+    );
+}
+
+#[test]
+fn status_shows_an_upload_in_flight_with_its_bytes() {
+    let emu = Emulator::demo();
+    let m = Mount::start(&emu);
+    std::fs::read_dir(m.path("library")).unwrap().count();
+    emu.set_faults(Faults {
+        latency_ms: 3000,
+        path_contains: Some("fileUploadS3".into()),
+        ..Default::default()
+    });
+    let data = pattern(4 << 20, 3);
+    let writer = {
+        let (p, data) = (m.path("library/slow.bin"), data.clone());
+        std::thread::spawn(move || std::fs::write(p, data))
+    };
+    let mut out = String::new();
+    eventually("the upload in status", Duration::from_secs(10), || {
+        let (_, o) = m.run_bin(&[OsStr::new("status"), m.mountpoint.as_os_str()]);
+        out = o;
+        out.contains("library/slow.bin:")
+    });
+    assert!(out.contains("uploads in flight: 1"), "{out}");
+    assert!(out.contains("of 4.0 MiB"), "{out}");
+    writer.join().unwrap().unwrap();
+    emu.set_faults(Faults::default());
+    let (_, after) = m.run_bin(&[
+        OsStr::new("status"),
+        OsStr::new("--state-dir"),
+        m.state_dir().as_os_str(),
+    ]);
+    assert!(after.contains("bridgefs running"), "{after}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The value of one sample line (`name{labels} value`) in a scrape.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn the_metrics_endpoint_counts_as_files_are_copied() {
+    let emu = Emulator::demo();
+    let port = free_port();
+    let m = Mount::start_with(
+        &emu,
+        MountOptions {
+            extra_toml: format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+            ..Default::default()
+        },
+    );
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let scrape = || reqwest::blocking::get(&url).unwrap().text().unwrap();
+    let before = scrape();
+    assert!(
+        before.contains("# TYPE bridgefs_fuse_requests_total counter"),
+        "{before}"
+    );
+    let src = tempfile::tempdir().unwrap();
+    for i in 0..5 {
+        std::fs::write(src.path().join(format!("m{i}.bin")), pattern(10_000, i)).unwrap();
+    }
+    sh_ok(&format!(
+        "cp -r {} {}",
+        src.path().display(),
+        m.path("library/copied").display()
+    ));
+    let after = scrape();
+    let delta = |series: &str| sample(&after, series) - sample(&before, series);
+    assert!(
+        delta("bridgefs_remote_calls_total{endpoint=\"library.upload\"}") >= 5.0,
+        "{after}"
+    );
+    assert!(
+        delta("bridgefs_upload_bytes_sent_total") >= 50_000.0,
+        "{after}"
+    );
+    assert!(
+        delta("bridgefs_fuse_requests_total{op=\"write\"}") >= 5.0,
+        "{after}"
+    );
+    assert!(
+        delta("bridgefs_fuse_requests_total{op=\"create\"}") >= 5.0,
+        "{after}"
+    );
+    assert!(after.contains("bridgefs_pending_uploads 0"), "{after}");
+}
+
+#[test]
+fn check_against_a_dead_port_reports_every_place_failed() {
+    let files = bridgefs::daemon::DemoFiles::create().unwrap();
+    let config = files.path("dead.toml");
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    std::fs::write(&config, files.config_text(&dead)).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bridgefs"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        !text.lines().any(|l| l.starts_with("ok")),
+        "nothing reached: {text}"
+    );
+    for place in [
+        "clients/1/",
+        "clients/2/",
+        "clients/3/",
+        "folder-templates/",
+        "library/",
+        "apps/handbook/",
+        "apps/contracts/",
+    ] {
+        let lines = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("FAIL  {place} ")))
+            .count();
+        assert_eq!(lines, 1, "{place} once: {text}");
+    }
+    assert!(
+        String::from_utf8_lossy(&out.stderr).trim().is_empty(),
+        "no log lines repeat it"
+    );
+}
+
+#[test]
+fn a_journal_record_whose_spool_is_gone_is_reported_once_listed_and_dropped() {
+    let emu = Emulator::demo();
+    let mut m = Mount::start(&emu);
+    m.stop();
+    let journal = bridgefs::fs::journal::Journal::open(&m.state_dir()).unwrap();
+    journal
+        .record(&bridgefs::fs::journal::PendingUpload {
+            id: "deadbeef".into(),
+            backend: "library".into(),
+            dir_key: "lib".into(),
+            name: "lost.txt".into(),
+            existing_key: None,
+            spool: m.files.path("cache/spool/gone"),
+            display_path: "library/lost.txt".into(),
+        })
+        .unwrap();
+    m.spawn();
+    let reported = |log: &str| log.matches("lost its spool file").count();
+    assert_eq!(reported(&m.log_text()), 1, "{}", m.log_text());
+    let (code, status) = m.run_bin(&[OsStr::new("status"), m.mountpoint.as_os_str()]);
+    assert_eq!(code, 0, "{status}");
+    assert!(
+        status.contains("stuck: 1") && status.contains("library/lost.txt"),
+        "{status}"
+    );
+    m.stop();
+    m.spawn();
+    assert_eq!(
+        reported(&m.log_text()),
+        1,
+        "not reported again: {}",
+        m.log_text()
+    );
+    let state = m.state_dir();
+    let (_, list) = m.run_bin(&[
+        OsStr::new("pending"),
+        OsStr::new("list"),
+        OsStr::new("--state-dir"),
+        state.as_os_str(),
+    ]);
+    assert!(
+        list.contains("orphaned") && list.contains("deadbeef"),
+        "{list}"
+    );
+    let (code, out) = m.run_bin(&[
+        OsStr::new("pending"),
+        OsStr::new("drop"),
+        OsStr::new("deadbeef"),
+        OsStr::new("--state-dir"),
+        state.as_os_str(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let (_, list) = m.run_bin(&[
+        OsStr::new("pending"),
+        OsStr::new("list"),
+        OsStr::new("--state-dir"),
+        state.as_os_str(),
+    ]);
+    assert!(list.contains("no pending uploads"), "{list}");
+}

@@ -3,7 +3,7 @@
 //! translates; everything with meaning lives here and in the backends.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -910,14 +910,14 @@ impl BridgeFs {
                     self.journal.remove(&record.id);
                     local.set_journaled(false);
                 }
-                tracing::info!(path = %record.display_path, "uploaded");
+                tracing::debug!(path = ?record.display_path, "uploaded");
                 Ok(())
             }
             Err(e) => {
                 self.counters
                     .upload_failures
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::error!(path = %record.display_path, error = %e, "upload failed; the bytes stay spooled and journaled and will be retried");
+                tracing::error!(path = ?record.display_path, error = %e, "upload failed; the bytes stay spooled and journaled and will be retried");
                 self.spawn_retry(ino);
                 Err(e)
             }
@@ -1119,7 +1119,7 @@ impl BridgeFs {
         if src_local.as_ref().is_some_and(|l| l.journaled()) {
             if let Some(rec) = self.pending_record(&st, src) {
                 if let Err(e) = self.journal.record(&rec) {
-                    tracing::error!(path = %rec.display_path, error = %e, "cannot update journal record");
+                    tracing::error!(path = ?rec.display_path, error = %e, "cannot update journal record");
                 }
             }
         }
@@ -1187,13 +1187,13 @@ impl BridgeFs {
             }
             match self.recover_one(&rec).await {
                 Ok(()) => {
-                    tracing::info!(path = %rec.display_path, "recovered pending upload from the journal");
+                    tracing::info!(path = ?rec.display_path, "recovered pending upload from the journal");
                     self.journal.remove(&rec.id);
                     let _ = std::fs::remove_file(&rec.spool);
                     done += 1;
                 }
                 Err(e) => {
-                    tracing::error!(path = %rec.display_path, error = %e, "pending upload still failing; kept in the journal");
+                    tracing::error!(path = ?rec.display_path, error = %e, "pending upload still failing; kept in the journal");
                     left += 1;
                 }
             }
@@ -1205,7 +1205,7 @@ impl BridgeFs {
     /// kept aside for `bridgefs pending list|drop`, never retried.
     fn set_aside_orphan(&self, rec: &PendingUpload) {
         tracing::error!(
-            path = %rec.display_path,
+            path = ?rec.display_path,
             id = %rec.id,
             "pending upload lost its spool file; set aside (see `bridgefs pending list`)"
         );
@@ -1320,13 +1320,33 @@ impl BridgeFs {
                 .is_some_and(|n| !n.gone && n.local.as_ref().is_some_and(|l| l.dirty()));
             if let Some(rec) = self.pending_record(&st, *ino).filter(|_| dirty) {
                 if let Err(e) = self.journal.record(&rec) {
-                    tracing::error!(path = %rec.display_path, error = %e, "cannot journal pending upload");
+                    tracing::error!(path = ?rec.display_path, error = %e, "cannot journal pending upload");
                 }
             }
         }
     }
 
     /// Counters by name, the number of files not uploaded yet, and of inodes.
+    /// Block cache hits, misses and size, for metrics.
+    pub fn block_cache_stats(&self) -> super::reader::BlockCacheStats {
+        self.blocks.stats()
+    }
+
+    /// The path users know (`library/report.pdf`) of the file whose bytes
+    /// are spooled at `spool`, if one is open or pending here.
+    pub fn display_path_of_spool(&self, spool: &Path) -> Option<String> {
+        let st = self.state.lock();
+        st.locals
+            .iter()
+            .find(|i| {
+                st.table
+                    .get(**i)
+                    .and_then(|n| n.local.as_ref())
+                    .is_some_and(|l| l.path == spool)
+            })
+            .map(|i| Self::display_path(&st, *i))
+    }
+
     pub fn snapshot(&self) -> (std::collections::BTreeMap<String, u64>, usize, usize) {
         let c = &self.counters;
         let counters = [
@@ -1381,7 +1401,7 @@ async fn upload_informed(
         {
             Ok(e) => return Ok(e),
             Err(e) if attempt < UPLOAD_ATTEMPTS && existing.is_none() && is_transient(&e) => {
-                tracing::warn!(path = %rec.display_path, error = %e, attempt, "upload failed; re-reading the folder before trying again");
+                tracing::warn!(path = ?rec.display_path, error = %e, attempt, "upload failed; re-reading the folder before trying again");
                 tokio::time::sleep(Duration::from_millis(200 * attempt as u64)).await;
                 attempt += 1;
                 if let Ok(list) = backend.list(&rec.dir_key).await {
@@ -1417,7 +1437,9 @@ fn is_transient(e: &FsError) -> bool {
         | FsError::NoData
         | FsError::NotSupported
         | FsError::Range
-        | FsError::BadHandle => false,
+        | FsError::BadHandle
+        | FsError::NoSuchIoctl
+        | FsError::LeftToKernel => false,
     }
 }
 
@@ -1448,7 +1470,7 @@ async fn fill_sizes(backend: &Arc<dyn Backend>, entries: &mut [Entry]) {
                 entries[i].mtime = fresh.mtime.or(entries[i].mtime);
             }
             Err(e) => {
-                tracing::warn!(name = %entries[i].name, error = %e, "no size for listed file")
+                tracing::warn!(name = ?entries[i].name, error = %e, "no size for listed file")
             }
         }
     }

@@ -43,6 +43,14 @@ pub enum FsError {
     Range,
     #[error("bad file handle")]
     BadHandle,
+    /// An ioctl this filesystem has none of (`ENOTTY`, as for any file
+    /// without device controls).
+    #[error("no such ioctl")]
+    NoSuchIoctl,
+    /// A request the kernel can do itself once told so (`ENOSYS`: it then
+    /// stops asking, e.g. `copy_file_range` falls back to read + write).
+    #[error("left to the kernel")]
+    LeftToKernel,
 }
 
 impl FsError {
@@ -67,6 +75,8 @@ impl FsError {
             FsError::NotSupported => libc::ENOTSUP,
             FsError::Range => libc::ERANGE,
             FsError::BadHandle => libc::EBADF,
+            FsError::NoSuchIoctl => libc::ENOTTY,
+            FsError::LeftToKernel => libc::ENOSYS,
         }
     }
 }

@@ -66,6 +66,19 @@ pub struct Source<'a> {
 /// Blocks of content keyed by inode, content version and block index.
 pub struct BlockCache {
     inner: Mutex<Inner>,
+    hits: std::sync::atomic::AtomicU64,
+    misses: std::sync::atomic::AtomicU64,
+}
+
+/// What metrics show of the block cache.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BlockCacheStats {
+    /// Blocks found in memory or already being fetched.
+    pub hits: u64,
+    /// Blocks fetched from the remote.
+    pub misses: u64,
+    pub blocks: u64,
+    pub bytes: u64,
 }
 
 struct Inner {
@@ -81,6 +94,19 @@ impl BlockCache {
                 lru: LruCache::new(blocks),
                 inflight: HashMap::new(),
             }),
+            hits: Default::default(),
+            misses: Default::default(),
+        }
+    }
+
+    pub fn stats(&self) -> BlockCacheStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        let inner = self.inner.lock();
+        BlockCacheStats {
+            hits: self.hits.load(Relaxed),
+            misses: self.misses.load(Relaxed),
+            blocks: inner.lru.len() as u64,
+            bytes: inner.lru.iter().map(|(_, b)| b.len() as u64).sum(),
         }
     }
 
@@ -96,13 +122,17 @@ impl BlockCache {
         } = *src;
         let id = (ino, version, idx);
         let mut inner = self.inner.lock();
+        use std::sync::atomic::Ordering::Relaxed;
         if let Some(b) = inner.lru.get(&id) {
             let b = b.clone();
+            self.hits.fetch_add(1, Relaxed);
             return async move { Ok(b) }.boxed().shared();
         }
         if let Some(f) = inner.inflight.get(&id) {
+            self.hits.fetch_add(1, Relaxed);
             return f.clone();
         }
+        self.misses.fetch_add(1, Relaxed);
         let start = idx * BLOCK;
         let len = BLOCK.min(size.saturating_sub(start));
         let (backend, entry, cache) = (backend.clone(), entry.clone(), self.clone());

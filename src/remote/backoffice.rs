@@ -270,10 +270,10 @@ impl BackofficeClient {
             filename.to_string(),
             caption.to_string(),
         );
-        let transfers = self.http.transfers().clone();
+        let tracker = self.http.transfers().track(&path);
         let factory = Arc::new(move || {
             let mut form = reqwest::multipart::Form::new()
-                .part("file", transfers.file_part(&path, &filename)?)
+                .part("file", tracker.file_part(&filename)?)
                 .text("caption", caption.clone());
             if let Some(d) = directory {
                 form = form.text("directoryId", d.to_string());

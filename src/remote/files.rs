@@ -229,9 +229,9 @@ impl FilesClient {
     /// `POST /api/blobs` with the file's bytes (read anew for each attempt).
     pub async fn upload_blob(&self, content: &Path, name: &str) -> RemoteResult<BlobObject> {
         let (path, name) = (content.to_path_buf(), name.to_string());
-        let transfers = self.http.transfers().clone();
+        let tracker = self.http.transfers().track(&path);
         let factory = Arc::new(move || {
-            Ok(reqwest::multipart::Form::new().part("blob", transfers.file_part(&path, &name)?))
+            Ok(reqwest::multipart::Form::new().part("blob", tracker.file_part(&name)?))
         });
         self.json(
             self.call("files.upload_blob", Method::POST, "/api/blobs")?

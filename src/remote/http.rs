@@ -178,6 +178,9 @@ pub struct EndpointStats {
     pub retries: u64,
     pub failures: u64,
     pub bytes_in: u64,
+    /// Time spent in calls, retries and backoff included.
+    #[serde(default)]
+    pub micros: u64,
 }
 
 /// The shared client. Cheap to clone.
@@ -264,6 +267,8 @@ impl HttpClient {
         f(self.stats.lock().entry(endpoint).or_default());
     }
 
+    /// One call, retries included: counted, timed and logged once at debug
+    /// level (method, endpoint, status, time, retries).
     async fn run(
         &self,
         call: &Call,
@@ -271,6 +276,37 @@ impl HttpClient {
         range: Option<(u64, u64)>,
     ) -> RemoteResult<Response> {
         let started = Instant::now();
+        let retries_before = self
+            .stats
+            .lock()
+            .get(call.endpoint)
+            .map_or(0, |s| s.retries);
+        let result = self.run_with_retries(call, auth, range, started).await;
+        let micros = started.elapsed().as_micros() as u64;
+        let retries = self
+            .stats
+            .lock()
+            .get(call.endpoint)
+            .map_or(0, |s| s.retries)
+            - retries_before;
+        self.count(call.endpoint, |s| s.micros += micros);
+        let status = match &result {
+            Ok(r) => r.status.as_u16().to_string(),
+            Err(e) => e
+                .status()
+                .map_or_else(|| "error".to_string(), |s| s.to_string()),
+        };
+        tracing::debug!(method = %call.method, endpoint = call.endpoint, status = %status, ms = micros / 1000, retries, "http");
+        result
+    }
+
+    async fn run_with_retries(
+        &self,
+        call: &Call,
+        auth: &dyn Auth,
+        range: Option<(u64, u64)>,
+        started: Instant,
+    ) -> RemoteResult<Response> {
         self.count(call.endpoint, |s| s.calls += 1);
         let mut refreshed = false;
         let mut attempt: u32 = 0;

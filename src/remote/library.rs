@@ -262,10 +262,10 @@ impl LibraryClient {
             self.user_name.clone(),
             parent.map(str::to_string),
         );
-        let transfers = self.http.transfers().clone();
+        let tracker = self.http.transfers().track(&path);
         let factory = Arc::new(move || {
             let mut form = reqwest::multipart::Form::new()
-                .part("file", transfers.file_part(&path, &name)?)
+                .part("file", tracker.file_part(&name)?)
                 .text("businessId", business.clone())
                 .text("uploadedFileName", name.clone())
                 .text("userName", user.clone());

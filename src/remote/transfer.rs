@@ -3,8 +3,9 @@
 //! progress logs can say how many bytes of which file have been sent.
 //!
 //! Entries are keyed by the local file's path; the caller maps that to a
-//! name its users know. An entry lives as long as its request body: a
-//! retried attempt starts again from zero, as the bytes do.
+//! name its users know. An entry lives as long as its upload call (until
+//! the server has answered); a retried attempt counts again from zero, as
+//! the bytes go again.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,7 +26,7 @@ const CHUNK: usize = 256 * 1024;
 #[derive(Debug)]
 struct Transfer {
     path: PathBuf,
-    total: u64,
+    total: AtomicU64,
     sent: AtomicU64,
     started: Instant,
 }
@@ -68,7 +69,7 @@ impl Transfers {
             .map(|t| TransferSnapshot {
                 path: t.path.clone(),
                 sent: t.sent.load(Ordering::Relaxed),
-                total: t.total,
+                total: t.total.load(Ordering::Relaxed),
                 elapsed_ms: t.started.elapsed().as_millis() as u64,
             })
             .collect()
@@ -79,37 +80,48 @@ impl Transfers {
         self.bytes_sent.load(Ordering::Relaxed)
     }
 
-    fn register(&self, path: &Path, total: u64) -> (Registration, Arc<Transfer>) {
+    /// Registers one upload call of `path`; the entry goes when the
+    /// returned tracker (held by the call's form factory) is dropped.
+    pub fn track(&self, path: &Path) -> Arc<Tracker> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let t = Arc::new(Transfer {
+        let transfer = Arc::new(Transfer {
             path: path.to_path_buf(),
-            total,
+            total: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             started: Instant::now(),
         });
-        self.live.lock().insert(id, t.clone());
-        let reg = Registration {
-            id,
-            transfers: self.clone(),
-        };
-        (reg, t)
+        self.live.lock().insert(id, transfer.clone());
+        Arc::new(Tracker {
+            transfer,
+            bytes_sent: self.bytes_sent.clone(),
+            _registration: Registration {
+                id,
+                transfers: self.clone(),
+            },
+        })
     }
+}
 
-    /// A multipart part streaming `path`'s bytes, opened anew per attempt.
-    pub fn file_part(
-        &self,
-        path: &Path,
-        file_name: &str,
-    ) -> RemoteResult<reqwest::multipart::Part> {
+/// One upload call of one local file.
+pub struct Tracker {
+    transfer: Arc<Transfer>,
+    bytes_sent: Arc<AtomicU64>,
+    _registration: Registration,
+}
+
+impl Tracker {
+    /// A multipart part streaming the file's bytes, opened anew per attempt.
+    pub fn file_part(&self, file_name: &str) -> RemoteResult<reqwest::multipart::Part> {
+        let path = &self.transfer.path;
         let local =
             |e: std::io::Error| RemoteError::Local(format!("spool {}: {e}", path.display()));
         let file = std::fs::File::open(path).map_err(local)?;
         let total = file.metadata().map_err(local)?.len();
-        let (registration, transfer) = self.register(path, total);
-        let counter = self.bytes_sent.clone();
+        self.transfer.total.store(total, Ordering::Relaxed);
+        self.transfer.sent.store(0, Ordering::Relaxed);
+        let (transfer, counter) = (self.transfer.clone(), self.bytes_sent.clone());
         let reader = tokio::fs::File::from_std(file);
         let stream = tokio_util::io::ReaderStream::with_capacity(reader, CHUNK).map(move |chunk| {
-            let _owned = &registration;
             if let Ok(c) = &chunk {
                 transfer.sent.fetch_add(c.len() as u64, Ordering::Relaxed);
                 counter.fetch_add(c.len() as u64, Ordering::Relaxed);
@@ -127,16 +139,19 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_part_is_registered_while_its_body_lives() {
+    async fn an_upload_is_registered_while_its_tracker_lives() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
         std::fs::write(&p, vec![7u8; 1000]).unwrap();
         let t = Transfers::default();
-        let part = t.file_part(&p, "f").unwrap();
+        let tracker = t.track(&p);
+        let part = tracker.file_part("f").unwrap();
         let live = t.snapshot();
         assert_eq!(live.len(), 1);
         assert_eq!((live[0].total, live[0].sent), (1000, 0));
         drop(part);
+        assert_eq!(t.snapshot().len(), 1, "still waiting for the answer");
+        drop(tracker);
         assert!(t.snapshot().is_empty());
     }
 }

@@ -63,6 +63,23 @@ pub fn mounted_at(path: &Path) -> Option<MountEntry> {
         .find(|m| m.mountpoint == path)
 }
 
+/// The state directory of the bridgefs mount at `mountpoint`: its source
+/// in the mount table is the config file, which names the directory.
+pub fn state_dir_of(mountpoint: &Path) -> Result<PathBuf, String> {
+    let abs = std::path::absolute(mountpoint).map_err(|e| e.to_string())?;
+    let m = mounted_at(&abs)
+        .filter(|m| m.fstype == "fuse.bridgefs")
+        .ok_or_else(|| format!("{} is not a bridgefs mount", abs.display()))?;
+    let config = crate::config::Config::load(Path::new(&m.source)).map_err(|e| {
+        format!(
+            "{} (its config, {}): {e}; pass --state-dir",
+            abs.display(),
+            m.source
+        )
+    })?;
+    Ok(config.cache.state_dir)
+}
+
 /// Makes `path` absolute, refuses a live mount, detaches a dead FUSE one,
 /// and checks that a directory is left. Returns the absolute path.
 pub fn prepare(path: &Path) -> Result<PathBuf, String> {

@@ -76,6 +76,8 @@ pub struct MountOptions {
     pub negative_ttl: &'static str,
     pub shutdown_wait: &'static str,
     pub call_deadline: &'static str,
+    /// Appended to the config (e.g. a `[metrics]` table).
+    pub extra_toml: String,
 }
 
 impl Default for MountOptions {
@@ -85,6 +87,7 @@ impl Default for MountOptions {
             negative_ttl: "5s",
             shutdown_wait: "20s",
             call_deadline: "20s",
+            extra_toml: String::new(),
         }
     }
 }
@@ -124,7 +127,7 @@ impl Mount {
                 opts.metadata_ttl, opts.negative_ttl, opts.shutdown_wait, opts.call_deadline
             ));
         let config = files.path("bridgefs.toml");
-        std::fs::write(&config, text).unwrap();
+        std::fs::write(&config, text + &opts.extra_toml).unwrap();
         let log = files.path("daemon.log");
         let mut m = Mount {
             files,

@@ -126,7 +126,7 @@ impl LibraryBackend {
     /// under its hidden name (logged), never the other way round.
     async fn delete_aside(&self, aside: &Item) {
         if let Err(e) = self.client.delete(&aside.uuid).await {
-            tracing::warn!(kept_as = %aside.name, error = %e, "replaced library item not deleted");
+            tracing::warn!(kept_as = ?aside.name, error = %e, "replaced library item not deleted");
         }
         self.items.lock().remove(&aside.uuid);
     }
@@ -142,7 +142,7 @@ impl LibraryBackend {
                 self.items.lock().insert(back.uuid.clone(), back);
             }
             Err(e) => {
-                tracing::error!(kept_as = %aside.name, name = %name, error = %e, "rename failed and the replaced library item could not get its name back")
+                tracing::error!(kept_as = ?aside.name, name = ?name, error = %e, "rename failed and the replaced library item could not get its name back")
             }
         }
     }
@@ -232,7 +232,7 @@ impl Backend for LibraryBackend {
         if let Some(o) = old {
             if let Err(e) = self.client.delete(&o.uuid).await {
                 // The new bytes are safe; the old copy stays as a duplicate.
-                tracing::warn!(name = %o.name, error = %e, "old library item not deleted after upload");
+                tracing::warn!(name = ?o.name, error = %e, "old library item not deleted after upload");
             }
             self.items.lock().remove(&o.uuid);
         }

@@ -1,0 +1,127 @@
+//! Reaching every configured place: each backend's top level and, one
+//! level down, each app or client. Used by `bridgefs check` (printed, exit
+//! status) and by `mount` at start (a warning per place that fails, kept
+//! for `status`, while the rest is served). A place whose listing comes
+//! from the config alone (the client ids, the app names) made no call, so
+//! it is never reported as reached.
+
+use std::time::Duration;
+
+use crate::fs::backend::Kind;
+use crate::fs::core::Mounted;
+use crate::remote::http::HttpClient;
+
+/// How many places below a top level are tried.
+const CHILDREN: usize = 20;
+
+/// What became of one place.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// `clients/1/`
+    pub place: String,
+    /// The API behind it, as admins name it (`back office`).
+    pub api: &'static str,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Answered with this many entries.
+    Reached(usize),
+    /// Listed from the config without a call.
+    FromConfig(usize),
+    /// The reason, in one line, with its errno.
+    Failed(String, i32),
+}
+
+impl Probe {
+    /// The line `check` prints.
+    pub fn line(&self) -> String {
+        match &self.outcome {
+            Outcome::Reached(n) => format!("ok    {} ({n} entries)", self.place),
+            Outcome::FromConfig(n) => format!(
+                "-     {} ({n} entries from the config; not contacted)",
+                self.place
+            ),
+            Outcome::Failed(why, errno) => {
+                format!("FAIL  {} {}: {why} (errno {errno})", self.place, self.api)
+            }
+        }
+    }
+
+    pub fn failed(&self) -> bool {
+        matches!(self.outcome, Outcome::Failed(..))
+    }
+}
+
+fn calls(http: &HttpClient) -> u64 {
+    http.stats().values().map(|s| s.calls).sum()
+}
+
+/// Tries every place of `mounts`; `apis` names the API of each mount.
+pub async fn probe(mounts: &[Mounted], apis: &[&'static str], http: &HttpClient) -> Vec<Probe> {
+    let mut out = Vec::new();
+    for (m, api) in mounts.iter().zip(apis) {
+        let before = calls(http);
+        let root = m.backend.root();
+        let place = format!("{}/", m.name);
+        let entries = match m.backend.list(&root).await {
+            Ok(e) => e,
+            Err(e) => {
+                out.push(Probe {
+                    place,
+                    api,
+                    outcome: Outcome::Failed(e.to_string(), e.errno()),
+                });
+                continue;
+            }
+        };
+        let outcome = if calls(http) > before {
+            Outcome::Reached(entries.len())
+        } else {
+            Outcome::FromConfig(entries.len())
+        };
+        out.push(Probe {
+            place,
+            api,
+            outcome,
+        });
+        let dirs = entries
+            .iter()
+            .filter(|e| e.kind == Kind::Dir)
+            .take(CHILDREN);
+        for e in dirs {
+            let place = format!("{}/{}/", m.name, e.name);
+            let outcome = match m.backend.list(&e.key).await {
+                Ok(children) => Outcome::Reached(children.len()),
+                Err(err) => Outcome::Failed(err.to_string(), err.errno()),
+            };
+            out.push(Probe {
+                place,
+                api,
+                outcome,
+            });
+        }
+    }
+    out
+}
+
+/// Probes in the background after mounting and logs a warning per place
+/// that fails; the mount goes on serving everything else.
+pub async fn warn_unreachable(
+    mounts: Vec<Mounted>,
+    apis: Vec<&'static str>,
+    http: HttpClient,
+) -> Vec<Probe> {
+    // Let the first requests of a fresh mount go first.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let failed: Vec<Probe> = probe(&mounts, &apis, &http)
+        .await
+        .into_iter()
+        .filter(Probe::failed)
+        .collect();
+    for p in &failed {
+        tracing::warn!(place = %p.place, api = p.api, "unreachable at start: {}", p.line());
+    }
+    failed
+}
