@@ -128,6 +128,9 @@ pub fn run(config: Config, mountpoint: &Path, config_path: Option<&Path>) -> Res
         let _enter = rt.enter();
         build_fs(&config, &http).map_err(RunError::Setup)?
     };
+    let unreachable = rt
+        .block_on(warn_unreachable(&config, &http))
+        .map_err(RunError::Setup)?;
     let (done, left) = rt.block_on(fs.recover());
     if done + left > 0 {
         tracing::info!(uploaded = done, still_pending = left, "journal replayed");
@@ -167,20 +170,10 @@ pub fn run(config: Config, mountpoint: &Path, config_path: Option<&Path>) -> Res
             .map_err(|e| runtime(e.to_string()))?,
         mountpoint: mountpoint.to_path_buf(),
         started: unix_now(),
-        unreachable: Arc::default(),
+        unreachable: Arc::new(parking_lot::Mutex::new(unreachable)),
     };
     let status_task = rt.spawn(reporter.clone().run());
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    let unreachable = reporter.unreachable.clone();
-    let probing = (
-        build_mounts(&config, &http).map_err(RunError::Setup)?,
-        api_names(&config),
-    );
-    rt.spawn(async move {
-        let failed = crate::service::probe::warn_unreachable(probing.0, probing.1, http).await;
-        *unreachable.lock() = failed.iter().map(|p| p.line()).collect();
-    });
-
     let wait = config.cache.shutdown_wait;
     let unmounted_outside = rt.block_on(async {
         let outside = serve_until_stop(&mut signals, ended_rx, &fs).await;
@@ -206,6 +199,21 @@ pub fn run(config: Config, mountpoint: &Path, config_path: Option<&Path>) -> Res
     rt.shutdown_timeout(Duration::from_secs(1));
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How long the start-up check may delay the mount.
+const START_CHECK_WAIT: Duration = Duration::from_secs(2);
+
+/// Tries every place once before mounting and logs a warning for each one
+/// that fails: the mount then serves the rest. Returns `check`'s lines.
+async fn warn_unreachable(config: &Config, http: &HttpClient) -> Result<Vec<String>, String> {
+    let mounts = build_mounts(config, http)?;
+    let apis = api_names(config);
+    let failed = crate::service::probe::unreachable(&mounts, &apis, http, START_CHECK_WAIT).await;
+    for p in &failed {
+        tracing::warn!("unreachable at start: {}", p.line());
+    }
+    Ok(failed.iter().map(|p| p.line()).collect())
 }
 
 /// What a metrics scrape shows, gathered afresh each time.

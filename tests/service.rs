@@ -505,3 +505,89 @@ fn a_journal_record_whose_spool_is_gone_is_reported_once_listed_and_dropped() {
     ]);
     assert!(list.contains("no pending uploads"), "{list}");
 }
+
+#[test]
+fn the_systemd_unit_verifies_cleanly_and_keeps_the_host_mount_namespace() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/systemd/bridgefs@.service"
+    ))
+    .unwrap();
+    for key in [
+        "StateDirectory=bridgefs/%i",
+        "CacheDirectory=bridgefs/%i",
+        "RestartPreventExitStatus=2",
+        "Type=notify",
+    ] {
+        assert!(unit.contains(key), "{key} missing");
+    }
+    // Each of these would give the service a private mount namespace (or
+    // close /dev/fuse), hiding the mount from the host.
+    for key in [
+        "ProtectSystem=",
+        "ProtectHome=",
+        "PrivateTmp=",
+        "PrivateDevices=",
+        "ProtectKernelTunables=",
+        "ProtectKernelModules=",
+        "ProtectControlGroups=",
+        "ReadWritePaths=",
+        "DevicePolicy=",
+        "ProtectClock=",
+    ] {
+        assert!(
+            !unit.lines().any(|l| l.starts_with(key)),
+            "{key} hides the mount"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // verify checks that ExecStart's program exists: point it at the build.
+    let local = unit.replace("/usr/local/bin/bridgefs", env!("CARGO_BIN_EXE_bridgefs"));
+    std::fs::write(dir.path().join("bridgefs@.service"), &local).unwrap();
+    std::fs::write(dir.path().join("bridgefs@office.service"), &local).unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(dir.path().join("bridgefs@office.service"))
+        .output()
+        .expect("systemd-analyze (package systemd) is installed");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.trim().is_empty(), "warnings: {text}");
+}
+
+#[test]
+fn a_refused_credential_is_warned_at_start_shown_in_status_and_the_rest_is_served() {
+    let emu = Emulator::demo();
+    let mut m = Mount::start(&emu);
+    m.stop();
+    std::fs::write(m.files.path("files.key"), "rotated-away").unwrap();
+    m.spawn();
+    let log = m.log_text();
+    assert!(
+        log.contains("unreachable at start: FAIL  apps/handbook/ Files apps"),
+        "{log}"
+    );
+    assert!(!log.contains("rotated-away"), "the key is never logged");
+    let (code, status) = m.run_bin(&[OsStr::new("status"), m.mountpoint.as_os_str()]);
+    assert_eq!(code, 0, "{status}");
+    assert!(
+        status.contains("unreachable at start:") && status.contains("apps/contracts/"),
+        "{status}"
+    );
+    assert!(
+        !status.contains("FAIL  library/"),
+        "the library answered: {status}"
+    );
+    assert!(
+        std::fs::read_dir(m.path("library")).unwrap().count() > 0,
+        "the rest is served"
+    );
+    assert_eq!(
+        errno(&std::fs::read_dir(m.path("apps/handbook")).unwrap_err()),
+        libc::EACCES
+    );
+}

@@ -66,6 +66,12 @@ pub trait Backend: Send + Sync {
     /// The key of this backend's top-level directory.
     fn root(&self) -> Key;
 
+    /// One cheap call showing that `dir` answers and accepts the
+    /// credentials (the start-up check). Default: listing it.
+    async fn reach(&self, dir: &Key) -> FsResult<()> {
+        self.list(dir).await.map(|_| ())
+    }
+
     /// The visible entries of a directory, every page fetched. Hidden views
     /// (`.trash`, `.revisions`, …) are not returned here.
     async fn list(&self, dir: &Key) -> FsResult<Vec<Entry>>;

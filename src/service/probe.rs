@@ -106,22 +106,56 @@ pub async fn probe(mounts: &[Mounted], apis: &[&'static str], http: &HttpClient)
     out
 }
 
-/// Probes in the background after mounting and logs a warning per place
-/// that fails; the mount goes on serving everything else.
-pub async fn warn_unreachable(
-    mounts: Vec<Mounted>,
-    apis: Vec<&'static str>,
-    http: HttpClient,
+/// The start-up check: one cheap call per place (see [`Backend::reach`]),
+/// the backends at once, all within `deadline`. A top level that answered
+/// from the config alone has its children reached instead. Returns the
+/// places that failed.
+///
+/// [`Backend::reach`]: crate::fs::backend::Backend::reach
+pub async fn unreachable(
+    mounts: &[Mounted],
+    apis: &[&'static str],
+    http: &HttpClient,
+    deadline: Duration,
 ) -> Vec<Probe> {
-    // Let the first requests of a fresh mount go first.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let failed: Vec<Probe> = probe(&mounts, &apis, &http)
+    let tries = mounts.iter().zip(apis).map(|(m, api)| async move {
+        match tokio::time::timeout(deadline, reach_mount(m, api, http)).await {
+            Ok(failed) => failed,
+            Err(_) => vec![Probe {
+                place: format!("{}/", m.name),
+                api,
+                outcome: Outcome::Failed(format!("no answer within {deadline:?}"), libc::ETIMEDOUT),
+            }],
+        }
+    });
+    futures::future::join_all(tries)
         .await
         .into_iter()
-        .filter(Probe::failed)
-        .collect();
-    for p in &failed {
-        tracing::warn!(place = %p.place, api = p.api, "unreachable at start: {}", p.line());
+        .flatten()
+        .collect()
+}
+
+async fn reach_mount(m: &Mounted, api: &'static str, http: &HttpClient) -> Vec<Probe> {
+    let failed = |place: String, e: crate::fs::FsError| Probe {
+        place,
+        api,
+        outcome: Outcome::Failed(e.to_string(), e.errno()),
+    };
+    let before = calls(http);
+    let entries = match m.backend.list(&m.backend.root()).await {
+        Ok(entries) if calls(http) == before => entries,
+        Ok(_) => return Vec::new(),
+        Err(e) => return vec![failed(format!("{}/", m.name), e)],
+    };
+    let mut out = Vec::new();
+    for e in entries
+        .iter()
+        .filter(|e| e.kind == Kind::Dir)
+        .take(CHILDREN)
+    {
+        if let Err(err) = m.backend.reach(&e.key).await {
+            out.push(failed(format!("{}/{}/", m.name, e.name), err));
+        }
     }
-    failed
+    out
 }

@@ -411,6 +411,18 @@ impl Backend for ClientsBackend {
     /// move fails nothing changed, and if the delete then fails both files
     /// exist (the error is reported) — the source's data is never at risk.
     /// A target that was never uploaded (a local key) has nothing remote.
+    /// One file-list call of one entry (limit 1): the client exists and
+    /// the token is accepted.
+    async fn reach(&self, dir: &Key) -> FsResult<()> {
+        match parse(dir)? {
+            Node::Client(c) => match self.client.client_exists(c).await? {
+                true => Ok(()),
+                false => Err(FsError::NotFound),
+            },
+            _ => self.list(dir).await.map(|_| ()),
+        }
+    }
+
     async fn rename(
         &self,
         entry: &Entry,

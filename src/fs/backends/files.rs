@@ -293,6 +293,19 @@ impl Backend for FilesBackend {
         Err(FsError::NotPermitted)
     }
 
+    /// The app's own record: one call, whatever the number of its files.
+    async fn reach(&self, dir: &Key) -> FsResult<()> {
+        match parse(dir)? {
+            Node::App(app) => self
+                .client
+                .get_app(app)
+                .await
+                .map(|_| ())
+                .map_err(Into::into),
+            _ => self.list(dir).await.map(|_| ()),
+        }
+    }
+
     async fn rename(
         &self,
         entry: &Entry,
