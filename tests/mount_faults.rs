@@ -172,3 +172,169 @@ fn client_rename_onto_existing_keeps_the_target_when_the_rename_fails() {
         b"new bytes"
     );
 }
+
+/// Each way a creating call can fail transiently: a 503, a 429, and an
+/// answer dropped after the server acted.
+fn transient(kind: &str, method: &str, path: &str) -> Faults {
+    let base = Faults {
+        method: Some(method.into()),
+        path_contains: Some(path.into()),
+        ..Faults::default()
+    };
+    match kind {
+        "503" => Faults {
+            fail_next: 1,
+            ..base
+        },
+        "429" => Faults {
+            fail_next: 1,
+            error_status: Some(429),
+            ..base
+        },
+        _ => Faults {
+            drop_next: 1,
+            ..base
+        },
+    }
+}
+
+#[test]
+fn mkdir_answered_503_429_or_dropped_makes_one_visible_folder_on_every_backend() {
+    let emu = Emulator::demo();
+    let m = Mount::start(&emu);
+    let remote = Remote::new(&emu.url());
+    for kind in ["503", "429", "drop"] {
+        // Library folders.
+        let name = format!("lib-{kind}");
+        emu.set_faults(transient(kind, "POST", "/library/live/files"));
+        std::fs::create_dir(m.path(&format!("library/{name}")))
+            .unwrap_or_else(|e| panic!("{kind}: {e}"));
+        emu.set_faults(Faults::default());
+        let live = remote
+            .library_items()
+            .into_iter()
+            .filter(|i| i["fileName"] == name.as_str() && i["deleted"] != true)
+            .count();
+        assert_eq!(live, 1, "{kind}: one library folder");
+        assert!(std::fs::metadata(m.path(&format!("library/{name}")))
+            .unwrap()
+            .is_dir());
+
+        // Client folders.
+        let name = format!("own-{kind}");
+        emu.set_faults(transient(kind, "POST", "/clients/1/folders"));
+        std::fs::create_dir(m.path(&format!("clients/1/{name}")))
+            .unwrap_or_else(|e| panic!("{kind}: {e}"));
+        emu.set_faults(Faults::default());
+        let own = remote
+            .client_folders(1)
+            .into_iter()
+            .filter(|f| f["name"] == name.as_str())
+            .count();
+        assert_eq!(own, 1, "{kind}: one client folder");
+        assert!(std::fs::metadata(m.path(&format!("clients/1/{name}")))
+            .unwrap()
+            .is_dir());
+
+        // Template folders.
+        let name = format!("tpl-{kind}");
+        emu.set_faults(transient(kind, "POST", "/backoffice/api/v2/folders"));
+        std::fs::create_dir(m.path(&format!("folder-templates/{name}")))
+            .unwrap_or_else(|e| panic!("{kind}: {e}"));
+        emu.set_faults(Faults::default());
+        let shared = remote
+            .shared_folders()
+            .into_iter()
+            .filter(|f| f["name"] == name.as_str())
+            .count();
+        assert_eq!(shared, 1, "{kind}: one template folder");
+        assert!(
+            std::fs::metadata(m.path(&format!("folder-templates/{name}")))
+                .unwrap()
+                .is_dir()
+        );
+    }
+}
+
+#[test]
+fn mkdir_of_a_folder_another_client_made_is_eexist_and_stat_sees_it() {
+    let emu = Emulator::demo();
+    let m = Mount::start(&emu);
+    std::fs::read_dir(m.path("library")).unwrap().count();
+    // Made behind the mount's back, after its listing.
+    let remote = Remote::new(&emu.url());
+    remote.library_create_folder("elsewhere");
+    let e = std::fs::create_dir(m.path("library/elsewhere")).unwrap_err();
+    assert_eq!(errno(&e), libc::EEXIST);
+    assert!(
+        std::fs::metadata(m.path("library/elsewhere"))
+            .unwrap()
+            .is_dir(),
+        "stat agrees at once"
+    );
+}
+
+/// `cp -r` of `dirs` × `per_dir` files into the library while 10% of API
+/// requests answer 503, 5% answer 429 (Retry-After: 1) and 2% of answers
+/// are dropped after the server acted: cp must exit 0 with every file
+/// there once, byte for byte.
+fn cp_r_under_the_fault_mix(dirs: usize, per_dir: usize) {
+    let emu = Emulator::demo();
+    let m = Mount::start(&emu);
+    let remote = Remote::new(&emu.url());
+    let src = tempfile::tempdir().unwrap();
+    let mut expected = std::collections::BTreeMap::new();
+    for d in 0..dirs {
+        let dir = src.path().join(format!("d{d}"));
+        std::fs::create_dir(&dir).unwrap();
+        for f in 0..per_dir {
+            let name = format!("d{d}-f{f}.bin");
+            let bytes: Vec<u8> = (0..(500 + 37 * f))
+                .map(|i| (i * 7 + d * 13 + f) as u8)
+                .collect();
+            std::fs::write(dir.join(&name), &bytes).unwrap();
+            expected.insert(name, bytes);
+        }
+    }
+    std::fs::read_dir(m.path("library")).unwrap().count();
+    emu.set_faults(Faults {
+        error_rate: 0.10,
+        rate_limit_rate: 0.05,
+        retry_after_secs: Some(1),
+        drop_rate: 0.02,
+        ..Faults::default()
+    });
+    let (code, out, err) = sh(&format!(
+        "cp -r {} {}",
+        src.path().display(),
+        m.path("library/copied").display()
+    ));
+    emu.set_faults(Faults::default());
+    assert_eq!(code, 0, "cp -r exits 0:\n{out}\n{err}");
+    let items = remote.library_items();
+    for (name, bytes) in &expected {
+        let live: Vec<_> = items
+            .iter()
+            .filter(|i| i["fileName"] == name.as_str() && i["deleted"] != true)
+            .collect();
+        assert_eq!(live.len(), 1, "{name} exactly once");
+        assert_eq!(
+            &remote.library_bytes(live[0]),
+            bytes,
+            "{name} byte for byte"
+        );
+    }
+    for d in 0..dirs {
+        let folders = items
+            .iter()
+            .filter(|i| i["fileName"] == format!("d{d}").as_str() && i["deleted"] != true)
+            .count();
+        assert_eq!(folders, 1, "folder d{d} exactly once");
+    }
+}
+
+/// The full size: about a minute on two cores.
+#[test]
+fn cp_r_of_1000_files_in_100_folders_under_503_429_and_drops_arrives_whole_and_once() {
+    cp_r_under_the_fault_mix(100, 10);
+}

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use parking_lot::Mutex;
 
-use super::backend::{fallback_time, Backend, Entry, Kind, XATTR_PREFIX};
+use super::backend::{fallback_time, Backend, Entry, Key, Kind, XATTR_PREFIX};
 use super::cache::{Listing, MetaCache};
 use super::error::{FsError, FsResult};
 use super::inode::{Ino, InodeTable, LOCAL_KEY_PREFIX, ROOT};
@@ -517,7 +517,23 @@ impl BridgeFs {
         if !dir.writable {
             return Err(FsError::ReadOnly);
         }
-        let entry = backend.mkdir(&dir.key, &names::to_remote(name)).await?;
+        let remote_name = names::to_remote(name);
+        let created = create_informed(&backend, &dir.key, &remote_name, Kind::Dir, || {
+            backend.mkdir(&dir.key, &remote_name)
+        })
+        .await;
+        let entry = match created {
+            Ok(entry) => entry,
+            Err(FsError::Exists) => {
+                // The remote has it and this listing did not: re-list, so
+                // that `stat` sees what EEXIST speaks of.
+                let mut st = self.state.lock();
+                st.cache.invalidate(parent);
+                st.cache.clear_negative(parent, name);
+                return Err(FsError::Exists);
+            }
+            Err(e) => return Err(e),
+        };
         let mut st = self.state.lock();
         let ino = st
             .table
@@ -1380,40 +1396,67 @@ impl BridgeFs {
     }
 }
 
-/// Attempts of one upload before close reports the error (the background
-/// retry goes on after that).
-const UPLOAD_ATTEMPTS: u32 = 3;
+/// Attempts of one creating call (a new file's upload, a mkdir) before the
+/// error is reported; with growing pauses they span about 3 s, enough to
+/// ride out a burst of 503/429/dropped answers (the background retry of a
+/// file goes on after that).
+const CREATE_ATTEMPTS: u32 = 6;
 
-/// Uploads a spooled file. A creating call is never repeated blindly: after a
-/// transient failure the directory is re-read, and a file of that name that
-/// the failed call created after all is adopted instead of uploading twice.
-/// Replacing uploads are not repeated here (their background retry is).
+/// Uploads a spooled file: a new one through [`create_informed`]; a
+/// replacing upload is not repeated here (its background retry is).
 async fn upload_informed(
     backend: &Arc<dyn Backend>,
     rec: &PendingUpload,
     existing: Option<&Entry>,
 ) -> FsResult<Entry> {
+    if existing.is_some() {
+        return backend
+            .upload(&rec.dir_key, &rec.name, existing, &rec.spool)
+            .await;
+    }
+    create_informed(backend, &rec.dir_key, &rec.name, Kind::File, || {
+        backend.upload(&rec.dir_key, &rec.name, None, &rec.spool)
+    })
+    .await
+}
+
+/// Runs a creating call that the HTTP client never repeats blindly (its
+/// answer may have been lost after the server acted). After a transient
+/// failure the parent is re-read: an entry of that name and kind is what
+/// the failed call created, and is adopted; otherwise the call is tried
+/// again. A 409 after such a failure means the same. A 409 on the first
+/// attempt is a real EEXIST.
+async fn create_informed<F, Fut>(
+    backend: &Arc<dyn Backend>,
+    dir: &Key,
+    name: &str,
+    kind: Kind,
+    create: F,
+) -> FsResult<Entry>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = FsResult<Entry>>,
+{
     let mut attempt = 1;
     loop {
-        match backend
-            .upload(&rec.dir_key, &rec.name, existing, &rec.spool)
-            .await
-        {
+        let err = match create().await {
             Ok(e) => return Ok(e),
-            Err(e) if attempt < UPLOAD_ATTEMPTS && existing.is_none() && is_transient(&e) => {
-                tracing::warn!(path = ?rec.display_path, error = %e, attempt, "upload failed; re-reading the folder before trying again");
-                tokio::time::sleep(Duration::from_millis(200 * attempt as u64)).await;
-                attempt += 1;
-                if let Ok(list) = backend.list(&rec.dir_key).await {
-                    if let Some(found) = list
-                        .into_iter()
-                        .find(|x| x.kind == Kind::File && x.name == rec.name)
-                    {
-                        return Ok(found);
-                    }
-                }
+            Err(e) => e,
+        };
+        let after_failure = attempt > 1 && matches!(err, FsError::Exists);
+        if !(is_transient(&err) || after_failure) || attempt >= CREATE_ATTEMPTS {
+            return Err(err);
+        }
+        tracing::warn!(name = ?name, error = %err, attempt, "creating call failed; re-reading the folder before trying again");
+        tokio::time::sleep(Duration::from_millis(200 * attempt as u64)).await;
+        attempt += 1;
+        if let Ok(list) = backend.list(dir).await {
+            if let Some(found) = list.into_iter().find(|x| x.kind == kind && x.name == name) {
+                return Ok(found);
             }
-            Err(e) => return Err(e),
+        }
+        if after_failure {
+            return Err(err);
         }
     }
 }

@@ -138,6 +138,19 @@ impl Remote {
             .find(|f| f["fileName"] == name && f["deleted"] != true)
     }
 
+    /// A folder at the library's top level, made as another client would.
+    pub fn library_create_folder(&self, name: &str) -> Value {
+        let r = self
+            .http
+            .post(format!("{}/library/live/files", self.base))
+            .bearer_auth(&self.session)
+            .json(&serde_json::json!({"businessId": 1, "fileLibraryType": "FOLDER", "fileName": name}))
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "create folder: {}", r.status());
+        r.json().unwrap()
+    }
+
     pub fn library_bytes(&self, item: &Value) -> Vec<u8> {
         let uuid = item["fileLibraryUUID"].as_str().unwrap();
         self.get(
