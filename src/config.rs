@@ -140,6 +140,11 @@ pub struct FilesConfig {
     pub api_key_file: PathBuf,
     /// Apps shown, by uid or id, named exactly as written here.
     pub apps: Vec<String>,
+    /// Hosts other than `base_url`'s that may be sent the API key when a
+    /// file's `download_url` points there. Default none: such downloads go
+    /// without credentials.
+    #[serde(default)]
+    pub key_hosts: Vec<String>,
 }
 
 impl Default for CacheConfig {
@@ -238,20 +243,34 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("cannot read config {}: {e}", path.display())))?;
-        Config::parse(&text, path)
+        let config = Config::parse(&text, path)?;
+        config.warn_if_secret_is_exposed(path);
+        Ok(config)
+    }
+
+    /// The library's `api_key` sits in the config itself: a file others
+    /// can read gives it away.
+    fn warn_if_secret_is_exposed(&self, path: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map(|m| m.permissions().mode())
+            .unwrap_or(0);
+        if !self.library.is_empty() && mode & 0o077 != 0 {
+            tracing::warn!(config = %path.display(), mode = format!("{:o}", mode & 0o777), "the config holds library.api_key and is readable by others: chmod 600 it");
+        }
     }
 
     /// Parses and checks configuration text (`origin` names it in errors).
     pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| {
-            let msg = e.message().replace('\n', " ");
-            let at = e
+            let mut msg = e.message().replace('\n', " ");
+            let line = e
                 .span()
-                .map(|s| {
-                    let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
-                    format!(" (line {line})")
-                })
-                .unwrap_or_default();
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            if line.is_some_and(|l| is_secret_line(text.lines().nth(l - 1).unwrap_or(""))) {
+                msg = hide_quoted(&msg);
+            }
+            let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
             ConfigError(format!("{}: {msg}{at}", origin.display()))
         })?;
         config.check()?;
@@ -305,11 +324,53 @@ impl Config {
     }
 }
 
+/// A line setting a credential (`api_key = …`, `token = …`): its value
+/// never appears in an error.
+fn is_secret_line(line: &str) -> bool {
+    let key = line
+        .split('=')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    !key.ends_with("_file")
+        && ["key", "token", "secret", "password"]
+            .iter()
+            .any(|s| key.contains(s))
+}
+
+/// Replaces every `quoted` value of a parser message.
+fn hide_quoted(msg: &str) -> String {
+    msg.split('`')
+        .enumerate()
+        .map(|(i, part)| if i % 2 == 1 { "(value hidden)" } else { part })
+        .collect::<Vec<_>>()
+        .join("`")
+}
+
+/// A URL as errors may show it: without `user:password@`.
+fn without_userinfo(value: &str) -> String {
+    match value.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            let hidden = if host.len() < authority.len() {
+                "(credentials hidden)@"
+            } else {
+                ""
+            };
+            format!("{scheme}://{hidden}{host}{path}")
+        }
+        None => value.to_string(),
+    }
+}
+
 fn check_url(key: &str, value: &str) -> Result<(), ConfigError> {
     match url::Url::parse(value) {
         Ok(u) if u.scheme() == "http" || u.scheme() == "https" => Ok(()),
         _ => Err(ConfigError(format!(
-            "{key}: {value:?} is not an http(s) URL"
+            "{key}: {:?} is not an http(s) URL",
+            without_userinfo(value)
         ))),
     }
 }
@@ -354,6 +415,25 @@ mod tests {
     fn missing_key_named() {
         let err = Config::parse("[[files]]\napps=[\"a\"]\n", Path::new("x.toml")).unwrap_err();
         assert!(err.0.contains("base_url"), "{}", err.0);
+    }
+
+    #[test]
+    fn errors_never_echo_a_secret_or_url_credentials() {
+        let text = "[[library]]\nbase_url = \"http://x/\"\napi_key = 123456789\nprivate_key_file = \"/k\"\nbusiness_id = 1\nuser_name = \"u\"\n";
+        let err = Config::parse(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !err.contains("123456789") && err.contains("line 3"),
+            "{err}"
+        );
+        let err = check_url("library.base_url", "ftp://bob:hunter2@host/x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !err.contains("hunter2") && !err.contains("bob") && err.contains("host/x"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -338,3 +338,56 @@ fn cp_r_under_the_fault_mix(dirs: usize, per_dir: usize) {
 fn cp_r_of_1000_files_in_100_folders_under_503_429_and_drops_arrives_whole_and_once() {
     cp_r_under_the_fault_mix(100, 10);
 }
+
+#[test]
+fn a_file_not_yet_uploaded_renamed_onto_an_existing_one_never_deletes_it_first() {
+    let emu = Emulator::demo();
+    let m = Mount::start(&emu);
+    let remote = Remote::new(&emu.url());
+    std::fs::write(m.path("library/keep.txt"), b"old bytes").unwrap();
+    // Written, still open (nothing uploaded), then moved over keep.txt.
+    let mut f = std::fs::File::create(m.path("library/draft.txt")).unwrap();
+    std::io::Write::write_all(&mut f, b"new bytes").unwrap();
+    std::fs::rename(m.path("library/draft.txt"), m.path("library/keep.txt")).unwrap();
+    assert_eq!(
+        remote.library_bytes_by_name("keep.txt").as_deref(),
+        Some(&b"old bytes"[..]),
+        "the target stays until the new bytes replace it"
+    );
+    // Uploads refused: close fails, the old bytes are still there.
+    emu.set_faults(Faults {
+        path_contains: Some("fileUploadS3".into()),
+        error_rate: 1.0,
+        ..Faults::default()
+    });
+    let closed = f.sync_all();
+    assert!(closed.is_err(), "the upload's failure is reported");
+    assert_eq!(
+        remote.library_bytes_by_name("keep.txt").as_deref(),
+        Some(&b"old bytes"[..])
+    );
+    // Uploads back: the background retry replaces it, one item.
+    emu.set_faults(Faults::default());
+    drop(f);
+    let start = std::time::Instant::now();
+    loop {
+        let live: Vec<_> = remote
+            .library_items()
+            .into_iter()
+            .filter(|i| i["fileName"] == "keep.txt" && i["deleted"] != true)
+            .collect();
+        if live.len() == 1 && remote.library_bytes(&live[0]) == b"new bytes" {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "replaced: {live:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(remote.library_item("draft.txt").is_none());
+    assert_eq!(
+        std::fs::read(m.path("library/keep.txt")).unwrap(),
+        b"new bytes"
+    );
+}

@@ -101,6 +101,31 @@ impl Dataset {
     }
 }
 
+/// Query parameters that carry credentials: logged as `REDACTED`, so the
+/// request log (served at `/_emulator/requests`) never holds a secret.
+const SECRET_PARAMS: &[&str] = &[
+    "apikey",
+    "signature",
+    "sessiontoken",
+    "token",
+    "key",
+    "access_token",
+];
+
+fn redact_query(query: &str) -> String {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if SECRET_PARAMS.contains(&k.to_ascii_lowercase().as_str()) => {
+                format!("{k}=REDACTED")
+            }
+            _ => pair.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// One logged request.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoggedRequest {
@@ -231,7 +256,7 @@ impl Emu {
 async fn record(State(emu): State<Emu>, req: Request, next: Next) -> Response {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
-    let query = req.uri().query().unwrap_or("").to_string();
+    let query = redact_query(req.uri().query().unwrap_or(""));
     let endpoint = match req.extensions().get::<MatchedPath>() {
         Some(m) => format!("{method} {}", m.as_str()),
         None => format!("{method} {path}"),
@@ -435,4 +460,15 @@ pub fn demo_text(title: &str, lines: usize) -> Vec<u8> {
         s.push_str(&format!("{title} — line {i}\n"));
     }
     s.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn credentials_in_queries_are_redacted() {
+        assert_eq!(
+            super::redact_query("apiKey=k&timestamp=1&signature=abc"),
+            "apiKey=REDACTED&timestamp=1&signature=REDACTED"
+        );
+    }
 }

@@ -1096,14 +1096,13 @@ impl BridgeFs {
                     .await?,
             )
         } else {
-            // Not uploaded yet: a local move; a replaced remote target is
-            // removed now, the new bytes go up on close.
-            if let Some(te) = &target_entry {
-                if !te.key.starts_with(LOCAL_KEY_PREFIX) {
-                    backend.remove(&to_dir.key, te).await?;
-                }
-            }
-            None
+            // Not uploaded yet: a local move. A replaced remote target stays
+            // on the remote until the pending upload overwrites it, so no
+            // failure can leave neither the old bytes nor the new.
+            target_entry
+                .as_ref()
+                .filter(|te| !te.key.starts_with(LOCAL_KEY_PREFIX))
+                .cloned()
         };
         let mut st = self.state.lock();
         if let Some(l) = st.cache.any(parent) {

@@ -53,7 +53,14 @@ impl Journal {
         use std::io::Write;
         let tmp = self.dir.join(format!("{}.tmp", p.id));
         {
-            let mut f = std::fs::File::create(&tmp)?;
+            use std::os::unix::fs::OpenOptionsExt;
+            // Records name users' files: private, like the spool.
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
             f.write_all(&serde_json::to_vec_pretty(p).map_err(std::io::Error::other)?)?;
             f.sync_all()?;
         }
@@ -145,6 +152,12 @@ mod tests {
             display_path: "apps/handbook/x.txt".into(),
         };
         j.record(&rec).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("pending/a1.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "a record is private");
         assert_eq!(Journal::open(dir.path()).unwrap().pending(), vec![rec]);
         j.remove("a1");
         assert!(j.pending().is_empty());

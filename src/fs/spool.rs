@@ -2,7 +2,7 @@
 //! remote holds its bytes. Reads of a file being written see the spool.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
@@ -52,6 +52,7 @@ impl Spool {
             .read(true)
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&path)?;
         Ok(LocalFile {
             id,

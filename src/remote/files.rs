@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::http::{join, segment, Auth, Call, HttpClient, Retry};
+use super::http::{join, segment, Auth, Call, HttpClient, NoAuth, Retry};
 use super::{RemoteError, RemoteResult};
 
 /// Items per list page (the API's maximum).
@@ -84,6 +84,9 @@ pub struct FilesClient {
     http: HttpClient,
     base: Url,
     auth: Arc<KeyFile>,
+    /// Hosts besides `base`'s origin that may receive the API key with a
+    /// `download_url` (a CDN the admin trusts). Any other host gets none.
+    key_hosts: Vec<String>,
 }
 
 impl FilesClient {
@@ -91,6 +94,7 @@ impl FilesClient {
         http: HttpClient,
         base_url: &str,
         api_key_file: &Path,
+        key_hosts: &[String],
     ) -> Result<FilesClient, String> {
         let base = Url::parse(base_url).map_err(|e| format!("files.base_url {base_url:?}: {e}"))?;
         let key = crate::config::read_secret(api_key_file)
@@ -102,7 +106,17 @@ impl FilesClient {
                 path: api_key_file.to_path_buf(),
                 key: RwLock::new(key),
             }),
+            key_hosts: key_hosts.to_vec(),
         })
+    }
+
+    /// True when `url` may be sent the API key: the API's own origin, or
+    /// a host the config names.
+    fn may_send_key(&self, url: &Url) -> bool {
+        url.origin() == self.base.origin()
+            || url
+                .host_str()
+                .is_some_and(|h| self.key_hosts.iter().any(|k| k.eq_ignore_ascii_case(h)))
     }
 
     fn call(&self, endpoint: &'static str, method: Method, path: &str) -> RemoteResult<Call> {
@@ -327,9 +341,12 @@ impl FilesClient {
     /// `len` bytes at `offset` of a `download_url` (absolute or relative).
     pub async fn download(&self, download_url: &str, offset: u64, len: u64) -> RemoteResult<Bytes> {
         let call = self.call("files.download", Method::GET, download_url)?;
-        self.http
-            .get_range(&call, self.auth.as_ref(), offset, len)
-            .await
+        let auth: &dyn Auth = if self.may_send_key(&call.url) {
+            self.auth.as_ref()
+        } else {
+            &NoAuth
+        };
+        self.http.get_range(&call, auth, offset, len).await
     }
 }
 
@@ -363,6 +380,25 @@ fn decode_page(v: Value) -> RemoteResult<(Vec<FileObject>, Option<usize>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_key_goes_only_to_the_api_origin_and_named_hosts() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("k");
+        std::fs::write(&key, "k").unwrap();
+        let http = HttpClient::new(Default::default()).unwrap();
+        let hosts = vec!["cdn.example.com".to_string()];
+        let c = FilesClient::new(http, "https://api.example.com/files", &key, &hosts).unwrap();
+        let may = |u: &str| c.may_send_key(&Url::parse(u).unwrap());
+        assert!(may("https://api.example.com/files/blobs/1"));
+        assert!(may("https://CDN.example.com/x"));
+        assert!(!may("https://evil.example.net/x"), "another host");
+        assert!(
+            !may("http://api.example.com/files/blobs/1"),
+            "another scheme"
+        );
+        assert!(!may("https://api.example.com:8443/x"), "another port");
+    }
 
     #[test]
     fn pages_decode_in_every_form() {

@@ -573,14 +573,41 @@ pub fn join(base: &Url, path: &str) -> RemoteResult<Url> {
     Url::parse(&s).map_err(|e| RemoteError::Local(format!("bad URL: {e}")))
 }
 
+/// What RFC 3986 lets stand unencoded in a path segment: unreserved
+/// characters, sub-delims, `:` and `@` (so a uuid's `-` goes as `-`).
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'!')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')')
+    .remove(b'*')
+    .remove(b'+')
+    .remove(b',')
+    .remove(b';')
+    .remove(b'=')
+    .remove(b':')
+    .remove(b'@');
+
 /// Percent-encodes one path segment (an id or uid).
 pub fn segment(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(s, PATH_SEGMENT).to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn segments_encode_only_what_rfc_3986_requires() {
+        assert_eq!(segment("3f2a-11e9-b210"), "3f2a-11e9-b210");
+        assert_eq!(segment("a b/c?d#e%f"), "a%20b%2Fc%3Fd%23e%25f");
+    }
 
     #[test]
     fn join_keeps_base_path() {

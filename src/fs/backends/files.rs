@@ -30,7 +30,7 @@ const ATTACHMENT_VIEWS: &[(&str, &str)] = &[
 ];
 
 pub fn backend(cfg: &FilesConfig, http: HttpClient) -> Result<Arc<dyn Backend>, String> {
-    let client = FilesClient::new(http, &cfg.base_url, &cfg.api_key_file)?;
+    let client = FilesClient::new(http, &cfg.base_url, &cfg.api_key_file, &cfg.key_hosts)?;
     Ok(Arc::new(FilesBackend {
         client,
         apps: cfg.apps.clone(),
@@ -340,7 +340,9 @@ impl Backend for FilesBackend {
                     Ok(o) => Ok(self.entry("f", &o, true)),
                     Err(e) => {
                         if let Some(t) = replace_id {
-                            let _ = self.client.restore(t).await;
+                            if let Err(r) = self.client.restore(t).await {
+                                tracing::error!(file_id = t, error = %r, "rename failed and the replaced file stays in the trash (restore it from .trash)");
+                            }
                         }
                         Err(e)
                     }
