@@ -150,6 +150,7 @@ pub fn run(config: Config, mountpoint: &Path, config_path: Option<&Path>) -> Res
     let options = fuse_config(&config, config_path);
     let mut session = fuser::Session::new(adapter, mountpoint, &options)
         .map_err(|e| runtime(format!("cannot mount {}: {e}", mountpoint.display())))?;
+    fs.set_kernel_cache(Arc::new(crate::fuse::KernelNotifier(session.notifier())));
     let mut unmounter = session.unmount_callable();
     let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<()>();
     let serving = std::thread::Builder::new()
@@ -247,13 +248,13 @@ fn exposition(
 async fn serve_until_stop(
     signals: &mut Signals,
     mut ended: tokio::sync::oneshot::Receiver<()>,
-    fs: &BridgeFs,
+    fs: &Arc<BridgeFs>,
 ) -> bool {
     loop {
         tokio::select! {
             _ = signals.term.recv() => { tracing::info!("SIGTERM: unmounting"); return false; }
             _ = signals.int.recv() => { tracing::info!("SIGINT: unmounting"); return false; }
-            _ = signals.hup.recv() => { tracing::info!("SIGHUP: dropping cached metadata and content"); fs.refresh(); }
+            _ = signals.hup.recv() => { tracing::info!("SIGHUP: dropping cached metadata and content, retrying refused uploads"); fs.refresh(); fs.retry_refused(); }
             _ = &mut ended => { tracing::info!("unmounted from outside"); return true; }
         }
     }
@@ -394,6 +395,7 @@ impl StatusReporter {
                 .map(|r| format!("{} {}", r.id, r.display_path))
                 .collect(),
             unreachable: self.unreachable.lock().clone(),
+            refused: self.fs.refused_uploads(),
         };
         if let Err(e) = crate::status::write(&self.state_dir, &status) {
             tracing::warn!(error = %e, "cannot write the status file");

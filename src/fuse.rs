@@ -21,6 +21,21 @@ use crate::fs::core::{Attr, BridgeFs};
 use crate::fs::FsError;
 use crate::metrics::FuseMetrics;
 
+/// The kernel's caches, through fuser's notifier: what the core asks to
+/// forget (see [`crate::fs::kernel`]). Errors (`ENOENT`: the kernel had
+/// nothing cached) change nothing.
+pub struct KernelNotifier(pub fuser::Notifier);
+
+impl crate::fs::kernel::KernelCache for KernelNotifier {
+    fn forget_entry(&self, parent: u64, name: &str) {
+        let _ = self.0.inval_entry(INodeNo(parent), OsStr::new(name));
+    }
+
+    fn forget_inode(&self, ino: u64) {
+        let _ = self.0.inval_inode(INodeNo(ino), 0, 0);
+    }
+}
+
 /// Owner shown on every entry.
 #[derive(Debug, Clone, Copy)]
 pub struct Owner {

@@ -71,6 +71,13 @@ struct StateArgs {
 enum PendingAction {
     /// Every record: waiting, failing, or set aside because its bytes are gone.
     List(StateArgs),
+    /// Clear a refusal so the upload is tried again (now, if the daemon runs).
+    Retry {
+        /// The record's id, as `pending list` shows it.
+        id: String,
+        #[command(flatten)]
+        state: StateArgs,
+    },
     /// Forget one record and its spool file (its bytes are never uploaded).
     Drop {
         /// The record's id, as `pending list` shows it.
@@ -135,6 +142,9 @@ struct EmulatorArgs {
     /// Content endpoints ignore Range and send the whole body.
     #[arg(long)]
     ignore_range: bool,
+    /// Request bodies over this many bytes are answered 413 unread.
+    #[arg(long)]
+    max_upload_bytes: Option<u64>,
 }
 
 /// Logs go to stderr (the journal under systemd, `state_dir/bridgefs.log`
@@ -276,6 +286,7 @@ fn pending(action: PendingAction) -> Result<(), Failure> {
             print!("{}", bridgefs::status::render_pending(&journal));
             Ok(())
         }
+        PendingAction::Retry { id, state } => retry_pending(&id, &state),
         PendingAction::Drop { id, state } => {
             let journal = open_journal(&state_dir(&state)?)?;
             if journal.drop_record(&id) {
@@ -288,6 +299,30 @@ fn pending(action: PendingAction) -> Result<(), Failure> {
             }
         }
     }
+}
+
+/// `pending retry`: clears the refusal, then asks a running daemon to try
+/// now (SIGHUP); otherwise the next start does.
+fn retry_pending(id: &str, state: &StateArgs) -> Result<(), Failure> {
+    let dir = state_dir(state)?;
+    match open_journal(&dir)?.clear_refused(id) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(Failure::Setup(format!(
+                "no pending record {id:?} (see `bridgefs pending list`)"
+            )))
+        }
+        Err(e) => return Err(Failure::Runtime(e.to_string())),
+    }
+    match bridgefs::status::read(&dir) {
+        Ok(s) if s.running && bridgefs::status::alive(s.pid) => {
+            // SAFETY: a signal to the daemon that owns this journal.
+            unsafe { libc::kill(s.pid as i32, libc::SIGHUP) };
+            println!("{id}: retrying now (daemon pid {})", s.pid);
+        }
+        _ => println!("{id}: retried at the next start"),
+    }
+    Ok(())
 }
 
 fn open_journal(state_dir: &std::path::Path) -> Result<bridgefs::fs::journal::Journal, Failure> {
@@ -338,6 +373,7 @@ fn emulator(a: EmulatorArgs) -> Result<(), String> {
         drop_rate: a.drop_rate,
         latency_ms: a.latency_ms,
         ignore_range: a.ignore_range,
+        max_upload_bytes: a.max_upload_bytes,
         ..Faults::default()
     };
     if let Some(dir) = &a.state_dir {

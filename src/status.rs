@@ -34,6 +34,10 @@ pub struct Status {
     /// Places the start-up probe could not reach (`check`'s lines).
     #[serde(default)]
     pub unreachable: Vec<String>,
+    /// Uploads the server refused for good (`path: reason`), kept and not
+    /// retried until SIGHUP or `bridgefs pending retry`.
+    #[serde(default)]
+    pub refused: Vec<String>,
 }
 
 /// One upload in flight, as `status` shows it.
@@ -135,6 +139,15 @@ pub fn render(s: &Status, now: u64) -> String {
             out.push_str(&format!("  {o}\n"));
         }
     }
+    if !s.refused.is_empty() {
+        out.push_str(&format!(
+            "refused: {} upload(s) the server will not take (fix, then SIGHUP or bridgefs pending retry):\n",
+            s.refused.len()
+        ));
+        for r in &s.refused {
+            out.push_str(&format!("  {r}\n"));
+        }
+    }
     if !s.unreachable.is_empty() {
         out.push_str("unreachable at start:\n");
         for u in &s.unreachable {
@@ -163,11 +176,21 @@ pub fn render_pending(journal: &crate::fs::journal::Journal) -> String {
         ("orphaned", journal.orphaned()),
     ] {
         for r in records {
+            let state = if r.refused.is_some() {
+                "refused"
+            } else {
+                state
+            };
             let size = std::fs::metadata(&r.spool)
                 .map(|m| format!("{} bytes", m.len()))
                 .unwrap_or_else(|_| "spool file missing".into());
+            let why = r
+                .refused
+                .as_deref()
+                .map(|w| format!(" ({w})"))
+                .unwrap_or_default();
             out.push_str(&format!(
-                "{:<9} {}  {}  ({size})\n",
+                "{:<9} {}  {}  ({size}){why}\n",
                 state, r.id, r.display_path
             ));
         }

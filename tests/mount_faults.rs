@@ -391,3 +391,119 @@ fn a_file_not_yet_uploaded_renamed_onto_an_existing_one_never_deletes_it_first()
         b"new bytes"
     );
 }
+
+#[test]
+fn an_upload_refused_with_413_is_efbig_not_retried_shown_in_status_and_retried_on_sighup() {
+    let emu = Emulator::demo();
+    let m = Mount::start(&emu);
+    let remote = Remote::new(&emu.url());
+    std::fs::read_dir(m.path("library")).unwrap().count();
+    emu.set_faults(Faults {
+        max_upload_bytes: Some(100_000),
+        ..Faults::default()
+    });
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let mut f = std::fs::File::create(m.path("library/big.bin")).unwrap();
+    std::io::Write::write_all(&mut f, &data).unwrap();
+    let e = f.sync_all().unwrap_err();
+    assert_eq!(errno(&e), libc::EFBIG, "{e}");
+    drop(f);
+    let uploads = || emu.count(&["POST", "fileUploadS3"]);
+    let tried = uploads();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(uploads(), tried, "no background retry of a refusal");
+    let state = m.state_dir();
+    let (code, status) = m.run_bin(&[
+        std::ffi::OsStr::new("status"),
+        std::ffi::OsStr::new("--state-dir"),
+        state.as_os_str(),
+    ]);
+    assert_eq!(code, 0, "{status}");
+    assert!(
+        status.contains("refused: 1") && status.contains("library/big.bin: file too large"),
+        "{status}"
+    );
+    // The limit is raised; SIGHUP tries again.
+    emu.set_faults(Faults::default());
+    let pid = bridgefs::status::read(&state).unwrap().pid;
+    // SAFETY: the test's own daemon.
+    unsafe { libc::kill(pid as i32, libc::SIGHUP) };
+    let start = std::time::Instant::now();
+    while remote.library_bytes_by_name("big.bin").as_deref() != Some(&data[..]) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "uploaded after SIGHUP"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_full_spool_disk_is_enospc_and_nothing_partial_is_uploaded() {
+    let emu = Emulator::demo();
+    // The spool on a 1 MiB tmpfs, unmounted at the end whatever happens.
+    struct Tmpfs(std::path::PathBuf);
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            force_unmount(&self.0);
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("cache");
+    std::fs::create_dir(&small).unwrap();
+    sh_ok(&format!(
+        "mount -t tmpfs -o size=1m tmpfs {}",
+        small.display()
+    ));
+    let _tmpfs = Tmpfs(small.clone());
+    let m = Mount::start_with(
+        &emu,
+        MountOptions {
+            extra_toml: String::new(),
+            ..Default::default()
+        },
+    );
+    // Point this mount's spool at the small disk: restart with it.
+    let mut m = m;
+    m.stop();
+    let cfg = std::fs::read_to_string(&m.config).unwrap();
+    let cfg = cfg.replace(
+        &format!("dir = {:?}", m.files.path("cache")),
+        &format!("dir = {small:?}"),
+    );
+    assert!(
+        cfg.contains(&format!("{small:?}")),
+        "config rewritten: {cfg}"
+    );
+    std::fs::write(&m.config, cfg).unwrap();
+    m.spawn();
+    let remote = Remote::new(&emu.url());
+    std::fs::write(m.path("library/keep.bin"), b"old bytes").unwrap();
+    let uploads = emu.count(&["POST", "fileUploadS3"]);
+    let big = vec![7u8; 3 << 20];
+    let e = std::fs::write(m.path("library/keep.bin"), &big).unwrap_err();
+    assert_eq!(errno(&e), libc::ENOSPC, "{e}");
+    let e = std::fs::write(m.path("library/new.bin"), &big).unwrap_err();
+    assert_eq!(errno(&e), libc::ENOSPC, "{e}");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(
+        emu.count(&["POST", "fileUploadS3"]),
+        uploads,
+        "nothing partial uploaded"
+    );
+    assert_eq!(
+        remote.library_bytes_by_name("keep.bin").as_deref(),
+        Some(&b"old bytes"[..])
+    );
+    assert!(remote.library_item("new.bin").is_none());
+    assert_eq!(
+        std::fs::read(m.path("library/keep.bin")).unwrap(),
+        b"old bytes",
+        "the old version again"
+    );
+    assert!(
+        !m.path("library/new.bin").exists(),
+        "a new file that never arrived is gone"
+    );
+    m.stop();
+}

@@ -459,6 +459,7 @@ fn a_journal_record_whose_spool_is_gone_is_reported_once_listed_and_dropped() {
             existing_key: None,
             spool: m.files.path("cache/spool/gone"),
             display_path: "library/lost.txt".into(),
+            refused: None,
         })
         .unwrap();
     m.spawn();

@@ -35,6 +35,10 @@ pub struct Faults {
     /// The first N matching requests pass untouched before `fail_next` and
     /// `drop_next` apply: fails the second step of a sequence, not the first.
     pub pass_first: u32,
+    /// Request bodies larger than this are answered 413 before they are
+    /// read, and the connection is closed, as nginx's
+    /// `client_max_body_size` does. Applies to every request.
+    pub max_upload_bytes: Option<u64>,
     /// Only requests whose path contains this string are affected.
     pub path_contains: Option<String>,
     /// Only requests of this method (`GET`, `POST`, …) are affected.
@@ -63,6 +67,9 @@ fn roll(rate: f64) -> bool {
 
 /// Middleware applying the current faults to one API request.
 pub async fn inject(State(emu): State<Emu>, req: Request, next: Next) -> Response {
+    if let Some(refused) = too_large(&emu, &req) {
+        return refused;
+    }
     let (latency, fail, limit, drop, status, retry_after) = {
         let mut f = emu.faults.lock();
         if !f.matches(&req) {
@@ -115,6 +122,27 @@ pub async fn inject(State(emu): State<Emu>, req: Request, next: Next) -> Respons
         return drop_mid_body(resp).await;
     }
     resp
+}
+
+/// The early 413 of a body over `max_upload_bytes`, judged by its
+/// `Content-Length` alone: the body is never read.
+fn too_large(emu: &Emu, req: &Request) -> Option<Response> {
+    let max = emu.faults.lock().max_upload_bytes?;
+    let len: u64 = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    (len > max).then(|| {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            [(axum::http::header::CONNECTION, "close")],
+            axum::Json(serde_json::json!({"message": format!("request body of {len} bytes is over the limit of {max}")})),
+        )
+            .into_response()
+    })
 }
 
 /// Sends the headers (with the full `Content-Length`) and half the body,

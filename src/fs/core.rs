@@ -105,6 +105,12 @@ pub struct BridgeFs {
     state: Mutex<State>,
     locks: Mutex<HashMap<Ino, Arc<tokio::sync::Mutex<()>>>>,
     blocks: Arc<BlockCache>,
+    /// Journal records of earlier runs that the server refused for good:
+    /// kept, shown by `status`, retried on SIGHUP.
+    refused_at_start: parking_lot::Mutex<Vec<PendingUpload>>,
+    /// Set once mounted: how the core tells the kernel to drop what it
+    /// cached.
+    kernel: parking_lot::RwLock<Option<Arc<dyn super::kernel::KernelCache>>>,
     spool: Spool,
     journal: Journal,
     opts: FsOptions,
@@ -142,6 +148,8 @@ impl BridgeFs {
             }),
             locks: Mutex::new(HashMap::new()),
             blocks: Arc::new(BlockCache::new(opts.read_cache_bytes)),
+            refused_at_start: Default::default(),
+            kernel: Default::default(),
             mounts,
             spool,
             journal,
@@ -863,6 +871,13 @@ impl BridgeFs {
         let Some(local) = node.local.clone() else {
             return;
         };
+        if node.open_handles == 0 && local.write_error().is_some() {
+            drop(local);
+            let entry = self.drop_incomplete(&mut st, ino);
+            drop(st);
+            self.tell_kernel(entry.into_iter().collect(), vec![ino]);
+            return;
+        }
         if idle && !local.dirty() {
             node.local = None;
             local.discard();
@@ -872,6 +887,117 @@ impl BridgeFs {
                 n.content_version = version;
             }
         }
+    }
+
+    /// Connects the kernel's caches (after mounting).
+    pub fn set_kernel_cache(&self, k: Arc<dyn super::kernel::KernelCache>) {
+        *self.kernel.write() = Some(k);
+    }
+
+    /// Has the kernel forget names and inodes, on a blocking thread and
+    /// with no lock of ours held (see [`super::kernel`]).
+    fn tell_kernel(&self, entries: Vec<(Ino, String)>, inodes: Vec<Ino>) {
+        let Some(k) = self.kernel.read().clone() else {
+            return;
+        };
+        if entries.is_empty() && inodes.is_empty() {
+            return;
+        }
+        let forget = move || {
+            for (parent, name) in &entries {
+                k.forget_entry(*parent, name);
+            }
+            for ino in &inodes {
+                k.forget_inode(*ino);
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(forget)),
+            Err(_) => drop(std::thread::spawn(forget)),
+        }
+    }
+
+    /// Forgets the spool of a file whose last writes failed (the disk was
+    /// full), once it is closed: the remote keeps its previous version, and
+    /// a file that was never uploaded is gone, as nothing of it arrived.
+    fn drop_incomplete(&self, st: &mut State, ino: Ino) -> Option<(Ino, String)> {
+        let node = st.table.get_mut(ino)?;
+        let local = node.local.take()?;
+        tracing::warn!(id = %local.id, "a write to this file failed; its spool is dropped, nothing of it is uploaded");
+        self.journal.remove(&local.id);
+        local.discard();
+        let (parent, name, remote) = (node.parent, node.name.clone(), node.is_remote());
+        st.locals.remove(&ino);
+        if !remote {
+            if let Some(l) = st.cache.any(parent) {
+                l.remove(&name);
+            }
+            st.table.mark_gone(ino);
+        }
+        let version = st.table.bump_version();
+        if let Some(n) = st.table.get_mut(ino) {
+            n.content_version = version;
+        }
+        Some((parent, name))
+    }
+
+    /// SIGHUP: uploads the server refused are tried once more, those of
+    /// this run and those a previous run kept in the journal.
+    pub fn retry_refused(self: &Arc<Self>) {
+        let refused: Vec<Ino> = {
+            let st = self.state.lock();
+            st.locals
+                .iter()
+                .copied()
+                .filter(|i| {
+                    st.table
+                        .get(*i)
+                        .and_then(|n| n.local.as_ref())
+                        .is_some_and(|l| l.refused().is_some())
+                })
+                .collect()
+        };
+        for ino in refused {
+            if let Some(l) = self
+                .state
+                .lock()
+                .table
+                .get(ino)
+                .and_then(|n| n.local.clone())
+            {
+                l.set_refused(None);
+            }
+            self.spawn_retry(ino);
+        }
+        let kept = std::mem::take(&mut *self.refused_at_start.lock());
+        if kept.is_empty() {
+            return;
+        }
+        let fs = self.clone();
+        tokio::spawn(async move {
+            for rec in kept {
+                let rec = PendingUpload {
+                    refused: None,
+                    ..rec
+                };
+                fs.recover_record(rec).await;
+            }
+        });
+    }
+
+    /// Uploads of this run and of earlier ones that the server refused for
+    /// good, as `path: reason` lines for `status`.
+    pub fn refused_uploads(&self) -> Vec<String> {
+        let st = self.state.lock();
+        let live = st.locals.iter().filter_map(|i| {
+            let why = st.table.get(*i)?.local.as_ref()?.refused()?;
+            Some(format!("{}: {why}", Self::display_path(&st, *i)))
+        });
+        let kept = self.refused_at_start.lock();
+        let earlier = kept
+            .iter()
+            .map(|r| format!("{}: {}", r.display_path, r.refused.as_deref().unwrap_or("")));
+        live.chain(earlier).collect()
     }
 
     /// Uploads a file's spooled bytes if the remote lacks them: journal
@@ -890,6 +1016,10 @@ impl BridgeFs {
         let _upload = local.upload.lock().await;
         if !local.dirty() {
             return Ok(());
+        }
+        // Incomplete bytes never go up; refused ones wait to be asked for.
+        if let Some(e) = local.write_error().or_else(|| local.refused()) {
+            return Err(e);
         }
         let generation = local.generation();
         local.sync()?;
@@ -929,6 +1059,21 @@ impl BridgeFs {
                 tracing::debug!(path = ?record.display_path, "uploaded");
                 Ok(())
             }
+            Err(e) if e.is_permanent() => {
+                self.counters
+                    .upload_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                local.set_refused(Some(e.clone()));
+                let record = PendingUpload {
+                    refused: Some(e.to_string()),
+                    ..record
+                };
+                if let Err(j) = self.journal.record(&record) {
+                    tracing::error!(path = ?record.display_path, error = %j, "cannot mark the journal record refused");
+                }
+                tracing::error!(path = ?record.display_path, error = %e, "upload refused by the server; kept spooled and journaled, not retried (SIGHUP or `bridgefs pending retry` tries again)");
+                Err(e)
+            }
             Err(e) => {
                 self.counters
                     .upload_failures
@@ -959,9 +1104,13 @@ impl BridgeFs {
                     break;
                 }
                 // A failing commit finds this retry registered and spawns none.
-                if fs.commit(ino).await.is_ok() {
-                    fs.release_local_if_idle(ino);
-                    break;
+                match fs.commit(ino).await {
+                    Ok(()) => {
+                        fs.release_local_if_idle(ino);
+                        break;
+                    }
+                    Err(e) if e.is_permanent() => break,
+                    Err(_) => {}
                 }
                 delay = (delay * 2).min(Duration::from_secs(60));
             }
@@ -1200,20 +1349,44 @@ impl BridgeFs {
                 self.set_aside_orphan(&rec);
                 continue;
             }
-            match self.recover_one(&rec).await {
-                Ok(()) => {
-                    tracing::info!(path = ?rec.display_path, "recovered pending upload from the journal");
-                    self.journal.remove(&rec.id);
-                    let _ = std::fs::remove_file(&rec.spool);
-                    done += 1;
-                }
-                Err(e) => {
-                    tracing::error!(path = ?rec.display_path, error = %e, "pending upload still failing; kept in the journal");
-                    left += 1;
-                }
+            if rec.refused.is_some() {
+                tracing::info!(path = ?rec.display_path, reason = ?rec.refused, "kept an upload the server refused; not retried (SIGHUP or `bridgefs pending retry` tries again)");
+                self.refused_at_start.lock().push(rec);
+                left += 1;
+                continue;
+            }
+            if self.recover_record(rec).await {
+                done += 1;
+            } else {
+                left += 1;
             }
         }
         (done, left)
+    }
+
+    /// Uploads one journal record; true when it went up. A refusal marks
+    /// the record and keeps it for `status` and a later retry.
+    async fn recover_record(&self, rec: PendingUpload) -> bool {
+        match self.recover_one(&rec).await {
+            Ok(()) => {
+                tracing::info!(path = ?rec.display_path, "recovered pending upload from the journal");
+                self.journal.remove(&rec.id);
+                let _ = std::fs::remove_file(&rec.spool);
+                true
+            }
+            Err(e) => {
+                tracing::error!(path = ?rec.display_path, error = %e, "pending upload still failing; kept in the journal");
+                if e.is_permanent() {
+                    let rec = PendingUpload {
+                        refused: Some(e.to_string()),
+                        ..rec
+                    };
+                    let _ = self.journal.record(&rec);
+                    self.refused_at_start.lock().push(rec);
+                }
+                false
+            }
+        }
     }
 
     /// A record whose bytes are gone can never upload: reported once, then
@@ -1321,6 +1494,7 @@ impl BridgeFs {
             existing_key: node.is_remote().then(|| node.entry.key.clone()),
             spool: local.path.clone(),
             display_path: Self::display_path(st, ino),
+            refused: local.refused().map(|e| e.to_string()),
         })
     }
 
@@ -1481,7 +1655,8 @@ fn is_transient(e: &FsError) -> bool {
         | FsError::Range
         | FsError::BadHandle
         | FsError::NoSuchIoctl
-        | FsError::LeftToKernel => false,
+        | FsError::LeftToKernel
+        | FsError::NoSpace => false,
     }
 }
 

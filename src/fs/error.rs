@@ -51,9 +51,23 @@ pub enum FsError {
     /// stops asking, e.g. `copy_file_range` falls back to read + write).
     #[error("left to the kernel")]
     LeftToKernel,
+    /// The local spool's disk is full (or over quota).
+    #[error("no space left on the spool's disk")]
+    NoSpace,
 }
 
 impl FsError {
+    /// An answer that will not change by asking again (400, 404, 409, 413,
+    /// 422…): retrying it in the background would go on forever. Transient
+    /// failures and refused credentials (a rotated token file fixes those)
+    /// are not.
+    pub fn is_permanent(&self) -> bool {
+        !matches!(
+            self,
+            FsError::Io(_) | FsError::TimedOut(_) | FsError::TryAgain(_) | FsError::AccessDenied(_)
+        )
+    }
+
     pub fn errno(&self) -> i32 {
         match self {
             FsError::NotFound => libc::ENOENT,
@@ -77,6 +91,7 @@ impl FsError {
             FsError::BadHandle => libc::EBADF,
             FsError::NoSuchIoctl => libc::ENOTTY,
             FsError::LeftToKernel => libc::ENOSYS,
+            FsError::NoSpace => libc::ENOSPC,
         }
     }
 }
@@ -105,7 +120,7 @@ impl From<std::io::Error> for FsError {
     fn from(e: std::io::Error) -> Self {
         match e.raw_os_error() {
             Some(libc::ENOENT) => FsError::NotFound,
-            Some(libc::ENOSPC) | Some(libc::EDQUOT) => FsError::Io(format!("local disk: {e}")),
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => FsError::NoSpace,
             _ => FsError::Io(e.to_string()),
         }
     }

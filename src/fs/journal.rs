@@ -26,6 +26,10 @@ pub struct PendingUpload {
     pub spool: PathBuf,
     /// A path for humans and logs (`clients/1/report.pdf`).
     pub display_path: String,
+    /// The server's reason when it refused the upload for good (a 4xx):
+    /// such a record is kept but not retried until someone asks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 /// The file extension of an orphaned record.
@@ -80,6 +84,18 @@ impl Journal {
     /// so it is not retried; `bridgefs pending` lists and drops it.
     pub fn mark_orphaned(&self, id: &str) -> std::io::Result<()> {
         std::fs::rename(self.path(id), self.orphan_path(id))
+    }
+
+    /// Clears a record's refusal so that the next start or SIGHUP retries
+    /// it; false when no pending record has that id.
+    pub fn clear_refused(&self, id: &str) -> std::io::Result<bool> {
+        match self.pending().into_iter().find(|r| r.id == id) {
+            Some(mut rec) => {
+                rec.refused = None;
+                self.record(&rec).map(|_| true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// Records set aside by [`Journal::mark_orphaned`].
@@ -150,6 +166,7 @@ mod tests {
             existing_key: None,
             spool: dir.path().join("s"),
             display_path: "apps/handbook/x.txt".into(),
+            refused: None,
         };
         j.record(&rec).unwrap();
         use std::os::unix::fs::PermissionsExt;
@@ -175,6 +192,7 @@ mod tests {
             existing_key: None,
             spool: dir.path().join("gone"),
             display_path: "library/y.txt".into(),
+            refused: None,
         };
         j.record(&rec).unwrap();
         j.mark_orphaned("b2").unwrap();

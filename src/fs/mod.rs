@@ -10,6 +10,7 @@ pub mod core;
 pub mod error;
 pub mod inode;
 pub mod journal;
+pub mod kernel;
 pub mod names;
 pub mod reader;
 pub mod spool;

@@ -63,6 +63,8 @@ impl Spool {
                 generation: 0,
                 uploaded_generation: None,
                 journaled: false,
+                write_error: None,
+                refused: None,
             }),
             upload: Arc::default(),
         })
@@ -88,6 +90,12 @@ struct LocalState {
     generation: u64,
     uploaded_generation: Option<u64>,
     journaled: bool,
+    /// A write or truncate that failed (a full disk): the spool no longer
+    /// holds what the user wrote, so it must never be uploaded.
+    write_error: Option<FsError>,
+    /// Why the remote refused these bytes for good (a 4xx answer): not
+    /// retried until someone asks (SIGHUP, `bridgefs pending retry`).
+    refused: Option<FsError>,
 }
 
 impl LocalFile {
@@ -124,11 +132,29 @@ impl LocalFile {
         self.inner.lock().journaled = v;
     }
 
+    /// The failed write that made the spool incomplete, if one did.
+    pub fn write_error(&self) -> Option<FsError> {
+        self.inner.lock().write_error.clone()
+    }
+
+    /// Why the remote refused the bytes for good, if it did.
+    pub fn refused(&self) -> Option<FsError> {
+        self.inner.lock().refused.clone()
+    }
+
+    pub fn set_refused(&self, why: Option<FsError>) {
+        self.inner.lock().refused = why;
+    }
+
     pub fn write_at(&self, offset: u64, data: &[u8]) -> FsResult<()> {
         let mut s = self.inner.lock();
-        s.file.write_all_at(data, offset)?;
-        s.size = s.size.max(offset + data.len() as u64);
         s.generation += 1;
+        if let Err(e) = s.file.write_all_at(data, offset) {
+            let e = FsError::from(e);
+            s.write_error = Some(e.clone());
+            return Err(e);
+        }
+        s.size = s.size.max(offset + data.len() as u64);
         Ok(())
     }
 
@@ -153,9 +179,13 @@ impl LocalFile {
 
     pub fn truncate(&self, size: u64) -> FsResult<()> {
         let mut s = self.inner.lock();
-        s.file.set_len(size)?;
-        s.size = size;
         s.generation += 1;
+        if let Err(e) = s.file.set_len(size) {
+            let e = FsError::from(e);
+            s.write_error = Some(e.clone());
+            return Err(e);
+        }
+        s.size = size;
         Ok(())
     }
 
