@@ -112,6 +112,7 @@ pub fn run(config: Config, mountpoint: &Path, config_path: Option<&Path>) -> Res
     // Before anything reads or cleans the spool: one daemon per directory.
     let _lock = InstanceLock::acquire(&[&config.cache.dir, &config.cache.state_dir], mountpoint)
         .map_err(RunError::Setup)?;
+    let _registration = crate::service::registry::register(mountpoint, &config.cache.state_dir);
     let runtime = |e: String| RunError::Runtime(e);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
@@ -152,14 +153,15 @@ pub fn run(config: Config, mountpoint: &Path, config_path: Option<&Path>) -> Res
         .map_err(|e| runtime(format!("cannot mount {}: {e}", mountpoint.display())))?;
     fs.set_kernel_cache(Arc::new(crate::fuse::KernelNotifier(session.notifier())));
     let mut unmounter = session.unmount_callable();
-    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<()>();
+    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<Option<String>>();
     let serving = std::thread::Builder::new()
         .name("bridgefs-fuse".into())
         .spawn(move || {
-            if let Err(e) = session.run() {
+            let failure = session.run().err().map(|e| e.to_string());
+            if let Some(e) = &failure {
                 tracing::error!(error = %e, "FUSE session ended with an error");
             }
-            let _ = ended_tx.send(());
+            let _ = ended_tx.send(failure);
         })
         .map_err(|e| runtime(e.to_string()))?;
     tracing::info!(mountpoint = %mountpoint.display(), backends = ?fs.mount_names(), "mounted");
@@ -176,15 +178,15 @@ pub fn run(config: Config, mountpoint: &Path, config_path: Option<&Path>) -> Res
     let status_task = rt.spawn(reporter.clone().run());
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let wait = config.cache.shutdown_wait;
-    let unmounted_outside = rt.block_on(async {
-        let outside = serve_until_stop(&mut signals, ended_rx, &fs).await;
+    let stop = rt.block_on(async {
+        let stop = serve_until_stop(&mut signals, ended_rx, &fs).await;
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         // Journal first: whatever happens next, nothing closed is lost.
         fs.journal_dirty();
         fs.shutdown(wait).await;
-        outside
+        stop
     });
-    if !unmounted_outside && crate::service::mountpoint::mounted_at(mountpoint).is_some() {
+    if stop == Stop::Signal && crate::service::mountpoint::mounted_at(mountpoint).is_some() {
         if let Err(e) = unmounter.unmount() {
             tracing::warn!(error = %e, "unmount failed");
         }
@@ -198,8 +200,30 @@ pub fn run(config: Config, mountpoint: &Path, config_path: Option<&Path>) -> Res
     status_task.abort();
     reporter.write(false);
     rt.shutdown_timeout(Duration::from_secs(1));
+    if let Some(path) = config
+        .metrics
+        .listen
+        .as_deref()
+        .and_then(|l| l.strip_prefix("unix:"))
+    {
+        let _ = std::fs::remove_file(path);
+    }
     tracing::info!("stopped");
-    Ok(())
+    match stop {
+        Stop::SessionFailed(e) => Err(runtime(format!("the FUSE session failed: {e}"))),
+        Stop::Signal | Stop::Unmounted => Ok(()),
+    }
+}
+
+/// Why serving ended.
+#[derive(Debug, PartialEq)]
+enum Stop {
+    /// SIGTERM/SIGINT: we unmount.
+    Signal,
+    /// `umount` from outside.
+    Unmounted,
+    /// The kernel connection failed: exit 1, so the service is restarted.
+    SessionFailed(String),
 }
 
 /// How long the start-up check may delay the mount.
@@ -247,15 +271,20 @@ fn exposition(
 /// Serves until a stop signal or an unmount from outside (then true).
 async fn serve_until_stop(
     signals: &mut Signals,
-    mut ended: tokio::sync::oneshot::Receiver<()>,
+    mut ended: tokio::sync::oneshot::Receiver<Option<String>>,
     fs: &Arc<BridgeFs>,
-) -> bool {
+) -> Stop {
     loop {
         tokio::select! {
-            _ = signals.term.recv() => { tracing::info!("SIGTERM: unmounting"); return false; }
-            _ = signals.int.recv() => { tracing::info!("SIGINT: unmounting"); return false; }
+            _ = signals.term.recv() => { tracing::info!("SIGTERM: unmounting"); return Stop::Signal; }
+            _ = signals.int.recv() => { tracing::info!("SIGINT: unmounting"); return Stop::Signal; }
             _ = signals.hup.recv() => { tracing::info!("SIGHUP: dropping cached metadata and content, retrying refused uploads"); fs.refresh(); fs.retry_refused(); }
-            _ = &mut ended => { tracing::info!("unmounted from outside"); return true; }
+            failure = &mut ended => {
+                return match failure.ok().flatten() {
+                    Some(e) => Stop::SessionFailed(e),
+                    None => { tracing::info!("unmounted from outside"); Stop::Unmounted }
+                };
+            }
         }
     }
 }

@@ -174,11 +174,15 @@ fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if helper::is_helper_call(&args) {
         init_logging("info");
-        return exit(
-            helper::parse(&args)
-                .and_then(|call| helper::run(&call))
-                .map_err(Failure::Setup),
-        );
+        let result = helper::parse(&args)
+            .map_err(Failure::Setup)
+            .and_then(|call| {
+                helper::run(&call).map_err(|e| match e {
+                    helper::HelperError::Setup(m) => Failure::Setup(m),
+                    helper::HelperError::Runtime(m) => Failure::Runtime(m),
+                })
+            });
+        return exit(result);
     }
     let cli = Cli::parse();
     // `check` prints one line per place; its log would say each failure again.
@@ -262,7 +266,7 @@ fn state_dir(args: &StateArgs) -> Result<PathBuf, Failure> {
     let mountpoint = args.mountpoint.as_ref().ok_or_else(|| {
         Failure::Setup("say which mount: --config FILE, --state-dir DIR or MOUNTPOINT".into())
     })?;
-    bridgefs::service::mountpoint::state_dir_of(mountpoint).map_err(Failure::Setup)
+    bridgefs::service::mountpoint::state_dir_of(mountpoint).map_err(Failure::NotRunning)
 }
 
 fn status(args: &StateArgs) -> Result<(), Failure> {
@@ -288,7 +292,19 @@ fn pending(action: PendingAction) -> Result<(), Failure> {
         }
         PendingAction::Retry { id, state } => retry_pending(&id, &state),
         PendingAction::Drop { id, state } => {
-            let journal = open_journal(&state_dir(&state)?)?;
+            let dir = state_dir(&state)?;
+            let journal = open_journal(&dir)?;
+            // A running daemon may be uploading that spool: only records
+            // whose bytes are already gone may be dropped under it.
+            let holder = std::path::Path::new("(pending drop)");
+            let running =
+                bridgefs::service::instance::InstanceLock::acquire(&[&dir], holder).is_err();
+            if running && !journal.orphaned().iter().any(|r| r.id == id) {
+                return Err(Failure::Setup(format!(
+                    "{id}: the daemon using {} is running; stop it to drop a record it may be uploading",
+                    dir.display()
+                )));
+            }
             if journal.drop_record(&id) {
                 println!("dropped {id}");
                 Ok(())

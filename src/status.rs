@@ -61,7 +61,7 @@ impl UploadProgress {
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
         format!(
             "{}: {:.1} of {:.1} MiB ({}%), {:.1} MiB/s",
-            self.path,
+            self.path.escape_debug(),
             mib(self.sent),
             mib(self.total),
             self.sent * 100 / self.total.max(1),
@@ -84,11 +84,17 @@ pub fn path(state_dir: &Path) -> PathBuf {
 
 /// Writes the file atomically (temp file, rename).
 pub fn write(state_dir: &Path, status: &Status) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    // It names users' files (uploads in flight, refusals): private.
     let tmp = state_dir.join("status.json.tmp");
-    std::fs::write(
-        &tmp,
-        serde_json::to_vec_pretty(status).map_err(std::io::Error::other)?,
-    )?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?
+        .write_all(&serde_json::to_vec_pretty(status).map_err(std::io::Error::other)?)?;
     std::fs::rename(tmp, path(state_dir))
 }
 
@@ -106,7 +112,10 @@ pub fn read(state_dir: &Path) -> Result<Status, String> {
 /// True when a process with that pid exists.
 pub fn alive(pid: u32) -> bool {
     // SAFETY: kill with signal 0 only checks for the process.
-    pid != 0 && unsafe { libc::kill(pid as i32, 0) } == 0
+    // EPERM: it exists, it is another user's.
+    pid != 0
+        && (unsafe { libc::kill(pid as i32, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
 }
 
 /// The status as a few readable lines.
@@ -136,7 +145,7 @@ pub fn render(s: &Status, now: u64) -> String {
             s.orphaned.len()
         ));
         for o in &s.orphaned {
-            out.push_str(&format!("  {o}\n"));
+            out.push_str(&format!("  {}\n", o.escape_debug()));
         }
     }
     if !s.refused.is_empty() {
@@ -145,7 +154,7 @@ pub fn render(s: &Status, now: u64) -> String {
             s.refused.len()
         ));
         for r in &s.refused {
-            out.push_str(&format!("  {r}\n"));
+            out.push_str(&format!("  {}\n", r.escape_debug()));
         }
     }
     if !s.unreachable.is_empty() {
@@ -191,7 +200,9 @@ pub fn render_pending(journal: &crate::fs::journal::Journal) -> String {
                 .unwrap_or_default();
             out.push_str(&format!(
                 "{:<9} {}  {}  ({size}){why}\n",
-                state, r.id, r.display_path
+                state,
+                r.id,
+                r.display_path.escape_debug()
             ));
         }
     }

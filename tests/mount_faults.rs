@@ -402,7 +402,7 @@ fn an_upload_refused_with_413_is_efbig_not_retried_shown_in_status_and_retried_o
         max_upload_bytes: Some(100_000),
         ..Faults::default()
     });
-    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let data: Vec<u8> = (0..(8u32 << 20)).map(|i| (i % 251) as u8).collect();
     let mut f = std::fs::File::create(m.path("library/big.bin")).unwrap();
     std::io::Write::write_all(&mut f, &data).unwrap();
     let e = f.sync_all().unwrap_err();

@@ -67,30 +67,44 @@ fn kill_9_then_a_plain_restart_on_the_same_mountpoint_serves_and_uploads_the_jou
     let mut m = Mount::start(&emu);
     let remote = Remote::new(&emu.url());
     std::fs::read_dir(m.path("library")).unwrap().count();
+    // Every upload refused with 503: close fails, the file stays journaled.
     emu.set_faults(Faults {
-        latency_ms: 4000,
+        error_rate: 1.0,
         path_contains: Some("fileUploadS3".into()),
         ..Default::default()
     });
     let data = pattern(50_000, 9);
-    let writer = {
-        let (p, data) = (m.path("library/crash.bin"), data.clone());
-        std::thread::spawn(move || std::fs::write(p, data))
+    let mut f = std::fs::File::create(m.path("library/crash.bin")).unwrap();
+    f.write_all(&data).unwrap();
+    assert!(f.sync_all().is_err(), "the upload failed");
+    drop(f);
+    let pending_dir = m.state_dir().join("pending");
+    let pending = || {
+        std::fs::read_dir(&pending_dir)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                    .count()
+            })
+            .unwrap_or(0)
     };
-    eventually("the journal record", Duration::from_secs(10), || {
-        std::fs::read_dir(m.state_dir().join("pending"))
-            .map(|d| d.count() > 0)
-            .unwrap_or(false)
-    });
+    assert_eq!(pending(), 1, "journaled");
     m.kill9_keep_mount();
-    let _ = writer.join();
     let dead = std::fs::read_dir(&m.mountpoint).unwrap_err();
     assert_eq!(errno(&dead), libc::ENOTCONN, "the crash left a dead mount");
     emu.set_faults(Faults::default());
-    std::thread::sleep(Duration::from_millis(4500));
+    assert!(
+        remote.library_item("crash.bin").is_none(),
+        "only the journal has it"
+    );
 
     m.spawn();
-    assert_eq!(std::fs::read(m.path("library/crash.bin")).unwrap(), data);
+    assert!(
+        m.log_text().contains("recovered pending upload"),
+        "{}",
+        m.log_text()
+    );
+    assert_eq!(pending(), 0, "the record is gone once uploaded");
     assert_eq!(remote.library_bytes_by_name("crash.bin").unwrap(), data);
     let live = remote
         .library_items()
@@ -98,6 +112,7 @@ fn kill_9_then_a_plain_restart_on_the_same_mountpoint_serves_and_uploads_the_jou
         .filter(|i| i["fileName"] == "crash.bin" && i["deleted"] != true)
         .count();
     assert_eq!(live, 1, "uploaded once");
+    assert_eq!(std::fs::read(m.path("library/crash.bin")).unwrap(), data);
 }
 
 #[test]
@@ -591,4 +606,61 @@ fn a_refused_credential_is_warned_at_start_shown_in_status_and_the_rest_is_serve
         errno(&std::fs::read_dir(m.path("apps/handbook")).unwrap_err()),
         libc::EACCES
     );
+}
+
+#[test]
+fn status_by_mountpoint_finds_a_daemon_whose_directories_came_from_systemd() {
+    let emu = Emulator::demo();
+    let files = bridgefs::daemon::DemoFiles::create().unwrap();
+    let config = files.path("unit.toml");
+    // As under the unit: no cache.dir / state_dir in the config.
+    let text: String = files
+        .config_text(&emu.url())
+        .lines()
+        .filter(|l| !l.starts_with("dir =") && !l.starts_with("state_dir ="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&config, text).unwrap();
+    let h = HelperMount {
+        mountpoint: files.path("mnt"),
+        state_dir: files.path("systemd-state"),
+    };
+    std::fs::create_dir(&h.mountpoint).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bridgefs"))
+        .args(["mount", "--config"])
+        .arg(&config)
+        .arg(&h.mountpoint)
+        .env("STATE_DIRECTORY", &h.state_dir)
+        .env("CACHE_DIRECTORY", files.path("systemd-cache"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("the mount", Duration::from_secs(20), || {
+        is_mounted(&h.mountpoint) && std::fs::read_dir(&h.mountpoint).is_ok()
+    });
+    assert!(
+        h.state_dir.join("pending").is_dir(),
+        "the journal is in $STATE_DIRECTORY"
+    );
+    assert!(
+        files.path("systemd-cache/spool").is_dir(),
+        "the spool is in $CACHE_DIRECTORY"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bridgefs"))
+        .arg("status")
+        .arg(&h.mountpoint)
+        .env_remove("STATE_DIRECTORY")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains(&format!("pid {}", child.id())), "{text}");
+    // SAFETY: our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
 }

@@ -120,7 +120,8 @@ impl Tracker {
         self.transfer.total.store(total, Ordering::Relaxed);
         self.transfer.sent.store(0, Ordering::Relaxed);
         let (transfer, counter) = (self.transfer.clone(), self.bytes_sent.clone());
-        let reader = tokio::fs::File::from_std(file);
+        // Exactly the declared length, even if the file grows meanwhile.
+        let reader = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), total);
         let stream = tokio_util::io::ReaderStream::with_capacity(reader, CHUNK).map(move |chunk| {
             if let Ok(c) = &chunk {
                 transfer.sent.fetch_add(c.len() as u64, Ordering::Relaxed);

@@ -82,20 +82,48 @@ pub fn parse(args: &[OsString]) -> Result<HelperCall, String> {
     }
 }
 
+/// Why a helper call failed: a setup error (exit 2, as the daemon's own),
+/// or a failure at run time (exit 1).
+#[derive(Debug)]
+pub enum HelperError {
+    Setup(String),
+    Runtime(String),
+}
+
 /// Checks the config, starts the daemon in the background and returns
-/// once the mount is live (or the daemon has failed, with its reason).
-pub fn run(call: &HelperCall) -> Result<(), String> {
+/// once the mount is live (or the daemon has failed, with its reason and
+/// its kind of exit status).
+pub fn run(call: &HelperCall) -> Result<(), HelperError> {
+    start(call).map_err(HelperError::Setup)?.wait()
+}
+
+/// The background daemon, started.
+struct Started {
+    child: std::process::Child,
+    mountpoint: PathBuf,
+    log_path: PathBuf,
+    start_of_log: u64,
+}
+
+fn start(call: &HelperCall) -> Result<Started, String> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let mut config = Config::load(&call.config).map_err(|e| e.to_string())?;
     for o in &call.options {
         super::options::apply(&mut config, o)?;
     }
     let mountpoint = super::mountpoint::prepare(&call.mountpoint)?;
-    std::fs::create_dir_all(&config.cache.state_dir)
-        .map_err(|e| format!("{}: {e}", config.cache.state_dir.display()))?;
-    let log_path = config.cache.state_dir.join("bridgefs.log");
+    let state_dir = &config.cache.state_dir;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state_dir)
+        .map_err(|e| format!("{}: {e}", state_dir.display()))?;
+    // The log names users' files: private, like the spool.
+    let log_path = state_dir.join("bridgefs.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(&log_path)
         .map_err(|e| format!("{}: {e}", log_path.display()))?;
     let start_of_log = log.metadata().map(|m| m.len()).unwrap_or(0);
@@ -119,29 +147,52 @@ pub fn run(call: &HelperCall) -> Result<(), String> {
             Ok(())
         });
     }
-    let mut child = cmd
+    let child = cmd
         .spawn()
         .map_err(|e| format!("cannot start the daemon: {e}"))?;
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            return Err(format!(
-                "the daemon exited ({status}) before mounting: {}",
-                log_since(&log_path, start_of_log)
-            ));
+    Ok(Started {
+        child,
+        mountpoint,
+        log_path,
+        start_of_log,
+    })
+}
+
+impl Started {
+    /// Until the mount is live, the daemon has exited, or time is up.
+    fn wait(mut self) -> Result<(), HelperError> {
+        let started = Instant::now();
+        loop {
+            let exited = self
+                .child
+                .try_wait()
+                .map_err(|e| HelperError::Runtime(e.to_string()))?;
+            if let Some(status) = exited {
+                let why = format!(
+                    "the daemon exited ({status}) before mounting: {}",
+                    log_since(&self.log_path, self.start_of_log)
+                );
+                return Err(match status.code() {
+                    Some(2) => HelperError::Setup(why),
+                    _ => HelperError::Runtime(why),
+                });
+            }
+            // Ours: the topmost mount there, of our type (not an automount
+            // point, not something another mount(8) put there meanwhile).
+            let top = super::mountpoint::mounted_at(&self.mountpoint);
+            if top.is_some_and(|m| m.fstype == "fuse.bridgefs") {
+                return Ok(());
+            }
+            if started.elapsed() > READY_WAIT {
+                return Err(HelperError::Runtime(format!(
+                    "not mounted after {}s; the daemon (pid {}) goes on trying, see {}",
+                    READY_WAIT.as_secs(),
+                    self.child.id(),
+                    self.log_path.display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        if super::mountpoint::mounted_at(&mountpoint).is_some() {
-            return Ok(());
-        }
-        if started.elapsed() > READY_WAIT {
-            return Err(format!(
-                "not mounted after {}s; the daemon (pid {}) goes on trying, see {}",
-                READY_WAIT.as_secs(),
-                child.id(),
-                log_path.display()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

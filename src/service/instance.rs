@@ -34,7 +34,11 @@ impl InstanceLock {
         let mut files = Vec::new();
         let mut seen: Vec<PathBuf> = Vec::new();
         for dir in dirs {
-            std::fs::create_dir_all(dir)
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
             if seen.contains(&canonical) {
@@ -49,11 +53,13 @@ impl InstanceLock {
 
 fn lock_one(dir: &Path, mountpoint: &Path) -> Result<File, String> {
     let path = dir.join("lock");
+    use std::os::unix::fs::OpenOptionsExt;
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(0o600)
         .open(&path)
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     match file.try_lock() {

@@ -11,6 +11,22 @@ pub type Exposition = Arc<dyn Fn() -> String + Send + Sync>;
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// Removes a socket left by a daemon that is gone (nothing answers on
+/// it); refuses a live one and anything that is not a socket.
+fn remove_stale_socket(path: &str) -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !meta.file_type().is_socket() {
+        return Err(format!("metrics: {path} exists and is not a socket"));
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(format!("metrics: {path} is in use by another process"));
+    }
+    std::fs::remove_file(path).map_err(|e| format!("metrics: cannot replace {path}: {e}"))
+}
+
 /// Binds `listen` (`ADDR:PORT` or `unix:/path`) and serves until the
 /// runtime stops. Binding errors come back at once; serving runs on.
 pub async fn serve(listen: &str, exposition: Exposition) -> Result<(), String> {
@@ -23,7 +39,7 @@ pub async fn serve(listen: &str, exposition: Exposition) -> Result<(), String> {
     );
     match listen.strip_prefix("unix:") {
         Some(path) => {
-            let _ = std::fs::remove_file(path);
+            remove_stale_socket(path)?;
             let listener = tokio::net::UnixListener::bind(path)
                 .map_err(|e| format!("metrics: cannot listen on {path}: {e}"))?;
             tokio::spawn(async move { axum::serve(listener, router).await });

@@ -9,3 +9,4 @@ pub mod metrics;
 pub mod mountpoint;
 pub mod options;
 pub mod probe;
+pub mod registry;

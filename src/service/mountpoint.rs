@@ -66,7 +66,10 @@ pub fn mounted_at(path: &Path) -> Option<MountEntry> {
 /// The state directory of the bridgefs mount at `mountpoint`: its source
 /// in the mount table is the config file, which names the directory.
 pub fn state_dir_of(mountpoint: &Path) -> Result<PathBuf, String> {
-    let abs = std::path::absolute(mountpoint).map_err(|e| e.to_string())?;
+    let abs = resolve(mountpoint)?;
+    if let Some(dir) = super::registry::lookup(&abs) {
+        return Ok(dir);
+    }
     let m = mounted_at(&abs)
         .filter(|m| m.fstype == "fuse.bridgefs")
         .ok_or_else(|| format!("{} is not a bridgefs mount", abs.display()))?;
@@ -80,12 +83,31 @@ pub fn state_dir_of(mountpoint: &Path) -> Result<PathBuf, String> {
     Ok(config.cache.state_dir)
 }
 
+/// `path` as the mount table spells it: absolute, symlinks and `..`
+/// resolved. A dead mount cannot be resolved itself, so its parent is, and
+/// its name joined back.
+pub fn resolve(path: &Path) -> Result<PathBuf, String> {
+    let abs =
+        std::path::absolute(path).map_err(|e| format!("mountpoint {}: {e}", path.display()))?;
+    if let Ok(real) = abs.canonicalize() {
+        return Ok(real);
+    }
+    match (abs.parent(), abs.file_name()) {
+        (Some(parent), Some(name)) => parent
+            .canonicalize()
+            .map(|p| p.join(name))
+            .map_err(|e| format!("mountpoint {}: {e}", abs.display())),
+        _ => Ok(abs),
+    }
+}
+
 /// Makes `path` absolute, refuses a live mount, detaches a dead FUSE one,
 /// and checks that a directory is left. Returns the absolute path.
 pub fn prepare(path: &Path) -> Result<PathBuf, String> {
-    let abs =
-        std::path::absolute(path).map_err(|e| format!("mountpoint {}: {e}", path.display()))?;
-    if let Some(m) = mounted_at(&abs) {
+    let abs = resolve(path)?;
+    // systemd's automount point: mounting over it is what it waits for
+    // (and reading it would wait for this very mount).
+    if let Some(m) = mounted_at(&abs).filter(|m| m.fstype != "autofs") {
         // `stat` of a dead mount's root can be answered from the kernel's
         // attribute cache; reading the directory needs its daemon.
         match std::fs::read_dir(&abs) {

@@ -38,14 +38,19 @@ impl Probe {
     /// The line `check` prints.
     pub fn line(&self) -> String {
         match &self.outcome {
-            Outcome::Reached(n) => format!("ok    {} ({n} entries)", self.place),
+            Outcome::Reached(n) => format!("ok    {} ({n} entries)", self.place.escape_debug()),
             Outcome::FromConfig(n) => format!(
                 "-     {} ({n} entries from the config; not contacted)",
                 self.place
             ),
-            Outcome::Failed(why, errno) => {
-                format!("FAIL  {} {}: {why} (errno {errno})", self.place, self.api)
-            }
+            // Escaped: a server's message or a remote name cannot forge a
+            // line or reach a terminal as control characters.
+            Outcome::Failed(why, errno) => format!(
+                "FAIL  {} {}: {} (errno {errno})",
+                self.place.escape_debug(),
+                self.api,
+                why.escape_debug()
+            ),
         }
     }
 

@@ -128,6 +128,9 @@ impl Mount {
             ));
         let config = files.path("bridgefs.toml");
         std::fs::write(&config, text + &opts.extra_toml).unwrap();
+        // It holds a credential: private, as an admin keeps it.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
         let log = files.path("daemon.log");
         let mut m = Mount {
             files,
