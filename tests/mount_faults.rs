@@ -507,3 +507,40 @@ fn a_full_spool_disk_is_enospc_and_nothing_partial_is_uploaded() {
     );
     m.stop();
 }
+
+#[test]
+fn a_control_character_name_is_refused_at_create_and_nothing_is_left_to_retry() {
+    let emu = Emulator::demo();
+    let m = Mount::start(&emu);
+    for dir in ["library", "apps/handbook", "clients/1"] {
+        let e = std::fs::write(m.path(&format!("{dir}/a\nb.txt")), b"x").unwrap_err();
+        assert_eq!(errno(&e), libc::EINVAL, "{dir}");
+        let e = std::fs::create_dir(m.path(&format!("{dir}/tab\there"))).unwrap_err();
+        assert_eq!(errno(&e), libc::EINVAL, "{dir}");
+    }
+    assert_eq!(emu.count(&["POST"]), 0, "nothing sent");
+    let pending = std::fs::read_dir(m.state_dir().join("pending"))
+        .unwrap()
+        .count();
+    assert_eq!(pending, 0, "nothing journaled to retry");
+}
+
+#[test]
+fn a_remote_name_holding_an_escape_character_survives_a_move_away_and_back() {
+    let emu = Emulator::demo();
+    let remote = Remote::new(&emu.url());
+    remote.library_create_folder("／odd");
+    remote.library_create_folder("a/b");
+    let m = Mount::start(&emu);
+    let names: Vec<String> = std::fs::read_dir(m.path("library"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(names.contains(&"⧵／odd".to_string()), "{names:?}");
+    assert!(names.contains(&"a／b".to_string()), "{names:?}");
+    std::fs::create_dir(m.path("library/away")).unwrap();
+    std::fs::rename(m.path("library/⧵／odd"), m.path("library/away/⧵／odd")).unwrap();
+    std::fs::rename(m.path("library/away/⧵／odd"), m.path("library/⧵／odd")).unwrap();
+    assert!(remote.library_item("／odd").is_some(), "still its own name");
+    assert!(remote.library_item("/odd").is_none());
+}

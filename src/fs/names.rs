@@ -4,7 +4,11 @@
 //!
 //! Escapes (reversed by [`to_remote`]): `/` → `／` (U+FF0F), NUL → `␀`
 //! (U+2400), and a leading `.` of `.`, `..` or a reserved hidden name → `．`
-//! (U+FF0E).
+//! (U+FF0E). A remote name that holds one of these characters literally
+//! gets `⧵` (U+29F5) before it, so that every remote name comes back
+//! unchanged (`／x.txt` stays `／x.txt` through a move away and back); `⧵`
+//! is itself quoted only where it would otherwise be read as a quote, so a
+//! name a user types is stored as typed.
 
 use std::collections::HashMap;
 
@@ -17,22 +21,42 @@ pub const NAME_MAX: usize = 255;
 const SLASH: char = '\u{FF0F}';
 const NUL: char = '\u{2400}';
 const DOT: char = '\u{FF0E}';
+const QUOTE: char = '\u{29F5}';
+
+/// True for `.`, `..` and the reserved hidden names.
+fn is_special(name: &str) -> bool {
+    name == "." || name == ".." || RESERVED.contains(&name)
+}
 
 /// Escapes one remote name into a valid POSIX name (not yet length-checked).
 pub fn escape(remote: &str) -> String {
-    let mut s: String = remote
-        .chars()
-        .map(|c| match c {
-            '/' => SLASH,
-            '\0' => NUL,
-            c => c,
-        })
-        .collect();
+    let chars: Vec<char> = remote.chars().collect();
+    let mut s = String::with_capacity(remote.len());
+    let dotted = is_special(remote);
+    for (i, &c) in chars.iter().enumerate() {
+        let next = chars.get(i + 1).copied();
+        match c {
+            '/' => s.push(SLASH),
+            '\0' => s.push(NUL),
+            '.' if i == 0 && dotted => s.push(DOT),
+            SLASH | NUL => {
+                s.push(QUOTE);
+                s.push(c);
+            }
+            // A literal leading `．` before a special rest would read as an escape.
+            DOT if i == 0 && is_special(&format!(".{}", &remote[c.len_utf8()..])) => {
+                s.push(QUOTE);
+                s.push(c);
+            }
+            QUOTE if next.is_some_and(|n| matches!(n, '/' | '\0' | SLASH | NUL | DOT | QUOTE)) => {
+                s.push(QUOTE);
+                s.push(c);
+            }
+            c => s.push(c),
+        }
+    }
     if s.is_empty() {
         s.push('_');
-    }
-    if s == "." || s == ".." || RESERVED.contains(&s.as_str()) {
-        s.replace_range(0..1, &DOT.to_string());
     }
     s
 }
@@ -40,19 +64,27 @@ pub fn escape(remote: &str) -> String {
 /// Turns a POSIX name given by a user (create, mkdir, rename) back into the
 /// remote name.
 pub fn to_remote(local: &str) -> String {
-    let mut s: String = local
-        .chars()
-        .map(|c| match c {
-            SLASH => '/',
-            NUL => '\0',
-            c => c,
-        })
-        .collect();
-    if let Some(rest) = s.strip_prefix(DOT) {
-        let undotted = format!(".{rest}");
-        if undotted == "." || undotted == ".." || RESERVED.contains(&undotted.as_str()) {
-            s = undotted;
+    let chars: Vec<char> = local.chars().collect();
+    let mut s = String::with_capacity(local.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match (c, chars.get(i + 1)) {
+            (QUOTE, Some(&n)) if matches!(n, SLASH | NUL | DOT | QUOTE) => {
+                s.push(n);
+                i += 2;
+                continue;
+            }
+            (SLASH, _) => s.push('/'),
+            (NUL, _) => s.push('\0'),
+            (DOT, _)
+                if i == 0 && is_special(&format!(".{}", chars[1..].iter().collect::<String>())) =>
+            {
+                s.push('.')
+            }
+            (c, _) => s.push(c),
         }
+        i += 1;
     }
     s
 }
@@ -137,12 +169,68 @@ pub fn check_local(name: &str) -> Result<(), super::FsError> {
     if RESERVED.contains(&name) {
         return Err(super::FsError::NotPermitted);
     }
+    // A newline or another control character breaks scripts, logs and
+    // the APIs' names alike: refused at create, never stored.
+    if name.chars().any(char::is_control) {
+        return Err(super::FsError::Invalid(format!(
+            "control character in name {:?}",
+            name.escape_debug().to_string()
+        )));
+    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_remote_name_comes_back_unchanged_and_typed_names_stay_as_typed() {
+        let remote = [
+            "a/b",
+            ".",
+            "..",
+            ".trash",
+            "x\0y",
+            "plain.txt",
+            ".hidden",
+            "／x.txt",
+            "a／b/c",
+            "．trash",
+            "．x",
+            "⧵",
+            "a⧵b",
+            "⧵／",
+            "⧵/",
+            "/⧵",
+            "⧵⧵．",
+            "␀",
+            "．.",
+            "x．trash",
+        ];
+        for n in remote {
+            let local = escape(n);
+            assert!(
+                !local.contains('/') && !local.contains('\0'),
+                "{n:?} → {local:?}"
+            );
+            assert_eq!(to_remote(&local), n, "{n:?} → {local:?}");
+        }
+        for typed in ["a／b", "．x", "a⧵b", "⧵", "notes.txt", "．．"] {
+            assert_eq!(escape(&to_remote(typed)), typed, "{typed:?}");
+        }
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_new_names() {
+        for n in ["a\nb", "tab\there", "bell\u{7}", "del\u{7f}"] {
+            assert!(
+                matches!(check_local(n), Err(crate::fs::FsError::Invalid(_))),
+                "{n:?}"
+            );
+        }
+        assert!(check_local("ünïcödé ok.txt").is_ok());
+    }
 
     #[test]
     fn escapes_are_reversible() {
