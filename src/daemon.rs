@@ -178,28 +178,33 @@ pub fn run(config: Config, mountpoint: &Path, config_path: Option<&Path>) -> Res
     let status_task = rt.spawn(reporter.clone().run());
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let wait = config.cache.shutdown_wait;
+    let deadline = std::time::Instant::now() + wait;
     let stop = rt.block_on(async {
         let stop = serve_until_stop(&mut signals, ended_rx, &fs).await;
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         // Journal first: whatever happens next, nothing closed is lost.
         fs.journal_dirty();
-        fs.shutdown(wait).await;
+        drain(&fs, wait, &mut signals).await;
         stop
     });
     if stop == Stop::Signal && crate::service::mountpoint::mounted_at(mountpoint).is_some() {
-        if let Err(e) = unmounter.unmount() {
-            tracing::warn!(error = %e, "unmount failed");
-        }
+        unmount_or_detach(&mut unmounter, mountpoint);
     }
-    let _ = serving.join();
+    // A detached mount with files still open keeps the session alive: the
+    // daemon does not wait for them (they see the mount gone at exit).
+    let session_end = std::time::Instant::now() + Duration::from_secs(1);
+    while !serving.is_finished() && std::time::Instant::now() < session_end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     // Releases the kernel sent while unmounting may have dirtied more.
     rt.block_on(async {
         fs.journal_dirty();
-        fs.shutdown(Duration::from_secs(2).min(wait)).await
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        fs.shutdown(left.min(Duration::from_secs(2))).await
     });
     status_task.abort();
     reporter.write(false);
-    rt.shutdown_timeout(Duration::from_secs(1));
+    rt.shutdown_background();
     if let Some(path) = config
         .metrics
         .listen
@@ -212,6 +217,27 @@ pub fn run(config: Config, mountpoint: &Path, config_path: Option<&Path>) -> Res
     match stop {
         Stop::SessionFailed(e) => Err(runtime(format!("the FUSE session failed: {e}"))),
         Stop::Signal | Stop::Unmounted => Ok(()),
+    }
+}
+
+/// Uploads what is pending for at most `wait`; a second SIGTERM/SIGINT
+/// ends it at once (everything stays journaled for the next start).
+async fn drain(fs: &Arc<BridgeFs>, wait: Duration, signals: &mut Signals) {
+    tokio::select! {
+        _ = fs.shutdown(wait) => {}
+        _ = signals.term.recv() => tracing::info!("second signal: exiting now; pending uploads stay journaled"),
+        _ = signals.int.recv() => tracing::info!("second signal: exiting now; pending uploads stay journaled"),
+    }
+}
+
+/// Unmounts; a busy mount (an open file, a shell's working directory) is
+/// detached instead (lazy unmount), so stopping never hangs on it.
+fn unmount_or_detach(unmounter: &mut fuser::SessionUnmounter, mountpoint: &Path) {
+    if let Err(e) = unmounter.unmount() {
+        tracing::info!(error = %e, "the mount is busy; detaching it (lazy unmount)");
+        if let Err(e) = crate::service::mountpoint::detach(mountpoint) {
+            tracing::warn!(error = %e, "cannot detach the mount");
+        }
     }
 }
 

@@ -664,3 +664,88 @@ fn status_by_mountpoint_finds_a_daemon_whose_directories_came_from_systemd() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let _ = child.wait();
 }
+
+#[test]
+fn sigterm_with_the_mount_busy_detaches_it_exits_promptly_and_loses_nothing() {
+    let emu = Emulator::demo();
+    let mut m = Mount::start_with(
+        &emu,
+        MountOptions {
+            shutdown_wait: "2s",
+            ..Default::default()
+        },
+    );
+    let remote = Remote::new(&emu.url());
+    // A shell sitting in the mount, and a file written but still open.
+    let mut shell = std::process::Command::new("sleep")
+        .arg("60")
+        .current_dir(m.path("library"))
+        .spawn()
+        .unwrap();
+    let data = pattern(20_000, 4);
+    let mut open = std::fs::File::create(m.path("library/open.bin")).unwrap();
+    open.write_all(&data).unwrap();
+    let started = Instant::now();
+    let status = m.stop().expect("the daemon exits");
+    let took = started.elapsed();
+    let _ = shell.kill();
+    let _ = shell.wait();
+    drop(open);
+    assert!(status.success(), "{status}");
+    // shutdown_wait + 1 s, plus slack for a loaded machine; before, it never exited.
+    assert!(took < Duration::from_secs(10), "exited after {took:?}");
+    assert!(!is_mounted(&m.mountpoint), "detached");
+    assert!(
+        m.log_text().contains("detaching it (lazy unmount)"),
+        "{}",
+        m.log_text()
+    );
+    // Nothing lost: the open file went up at stop, or goes up from the journal.
+    if remote.library_item("open.bin").is_none() {
+        m.spawn();
+    }
+    assert_eq!(remote.library_bytes_by_name("open.bin").unwrap(), data);
+}
+
+#[test]
+fn a_second_sigterm_exits_at_once_and_the_upload_stays_journaled() {
+    let emu = Emulator::demo();
+    let mut m = Mount::start_with(
+        &emu,
+        MountOptions {
+            shutdown_wait: "60s",
+            ..Default::default()
+        },
+    );
+    let remote = Remote::new(&emu.url());
+    std::fs::read_dir(m.path("library")).unwrap().count();
+    // Every upload fails: the file stays dirty, the drain would take 60 s.
+    emu.set_faults(Faults {
+        error_rate: 1.0,
+        path_contains: Some("fileUploadS3".into()),
+        ..Default::default()
+    });
+    let data = pattern(30_000, 6);
+    let mut f = std::fs::File::create(m.path("library/slow.bin")).unwrap();
+    f.write_all(&data).unwrap();
+    assert!(f.sync_all().is_err());
+    drop(f);
+    let pid = m.pid().unwrap() as i32;
+    let started = Instant::now();
+    // SAFETY: the test's own daemon.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    eventually("the drain to start", Duration::from_secs(10), || {
+        m.log_text().contains("SIGTERM")
+    });
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let status = m.stop().expect("the daemon exits");
+    assert!(status.success(), "{status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "did not wait for shutdown_wait"
+    );
+    assert!(m.log_text().contains("second signal"), "{}", m.log_text());
+    emu.set_faults(Faults::default());
+    m.spawn();
+    assert_eq!(remote.library_bytes_by_name("slow.bin").unwrap(), data);
+}

@@ -139,6 +139,12 @@ fn detach_dead(path: &Path) -> Result<(), String> {
         ));
     }
     tracing::warn!(mountpoint = %path.display(), "detaching the dead mount a stopped daemon left behind");
+    detach(path)
+}
+
+/// Lazily unmounts `path`: it leaves the tree at once, and goes for good
+/// when nothing uses it any more.
+pub fn detach(path: &Path) -> Result<(), String> {
     let status = std::process::Command::new("fusermount3")
         .args(["-u", "-z", "-q"])
         .arg(path)
