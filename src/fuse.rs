@@ -6,7 +6,7 @@
 use std::ffi::OsStr;
 use std::io;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use fuser::{
     CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
@@ -47,7 +47,6 @@ pub struct FuseAdapter {
     fs: Arc<BridgeFs>,
     rt: Handle,
     owner: Owner,
-    ttl: Duration,
     metrics: Arc<FuseMetrics>,
 }
 
@@ -58,12 +57,10 @@ impl FuseAdapter {
         owner: Owner,
         metrics: Arc<FuseMetrics>,
     ) -> FuseAdapter {
-        let ttl = fs.ttl();
         FuseAdapter {
             fs,
             rt,
             owner,
-            ttl,
             metrics,
         }
     }
@@ -199,12 +196,12 @@ impl Filesystem for FuseAdapter {
         let Ok(name) = name_str(name) else {
             return reply.error(Errno::from_i32(libc::ENOENT));
         };
-        let (fs, owner, ttl) = (self.fs.clone(), self.owner, self.ttl);
+        let (fs, owner) = (self.fs.clone(), self.owner);
         self.run(
             "lookup",
             reply,
             async move { fs.lookup(parent.0, &name).await },
-            move |r, a| r.entry(&ttl, &to_file_attr(&a, owner), Generation(0)),
+            move |r, a| r.entry(&a.valid_for, &to_file_attr(&a, owner), Generation(0)),
         );
     }
 
@@ -212,13 +209,13 @@ impl Filesystem for FuseAdapter {
         self.fs.forget(ino.0, nlookup);
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        let (fs, owner, ttl) = (self.fs.clone(), self.owner, self.ttl);
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        let (fs, owner) = (self.fs.clone(), self.owner);
         self.run(
             "getattr",
             reply,
-            async move { fs.getattr(ino.0).await },
-            move |r, a| r.attr(&ttl, &to_file_attr(&a, owner)),
+            async move { fs.getattr_of(ino.0, fh.map(|f| f.0)).await },
+            move |r, a| r.attr(&a.valid_for, &to_file_attr(&a, owner)),
         );
     }
 
@@ -240,12 +237,12 @@ impl Filesystem for FuseAdapter {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let (fs, owner, ttl) = (self.fs.clone(), self.owner, self.ttl);
+        let (fs, owner) = (self.fs.clone(), self.owner);
         self.run(
             "setattr",
             reply,
             async move { fs.setattr(ino.0, size, fh.map(|f| f.0)).await },
-            move |r, a| r.attr(&ttl, &to_file_attr(&a, owner)),
+            move |r, a| r.attr(&a.valid_for, &to_file_attr(&a, owner)),
         );
     }
 
@@ -261,12 +258,12 @@ impl Filesystem for FuseAdapter {
         let Ok(name) = name_str(name) else {
             return reply.error(Errno::from_i32(libc::EINVAL));
         };
-        let (fs, owner, ttl) = (self.fs.clone(), self.owner, self.ttl);
+        let (fs, owner) = (self.fs.clone(), self.owner);
         self.run(
             "mkdir",
             reply,
             async move { fs.mkdir(parent.0, &name).await },
-            move |r, a| r.entry(&ttl, &to_file_attr(&a, owner), Generation(0)),
+            move |r, a| r.entry(&a.valid_for, &to_file_attr(&a, owner), Generation(0)),
         );
     }
 
@@ -608,7 +605,7 @@ impl Filesystem for FuseAdapter {
                         INodeNo(item.attr.ino),
                         offset + i as u64 + 1,
                         &item.name,
-                        &self.ttl,
+                        &item.attr.valid_for,
                         &attr,
                         Generation(0),
                     ) {
@@ -719,7 +716,7 @@ impl Filesystem for FuseAdapter {
         let Ok(name) = name_str(name) else {
             return reply.error(Errno::from_i32(libc::EINVAL));
         };
-        let (fs, owner, ttl) = (self.fs.clone(), self.owner, self.ttl);
+        let (fs, owner) = (self.fs.clone(), self.owner);
         let pid = process_of(req);
         self.run(
             "create",
@@ -727,7 +724,7 @@ impl Filesystem for FuseAdapter {
             async move { fs.create(parent.0, &name, flags, pid).await },
             move |r, (a, fh)| {
                 r.created(
-                    &ttl,
+                    &a.valid_for,
                     &to_file_attr(&a, owner),
                     Generation(0),
                     FileHandle(fh),

@@ -39,6 +39,11 @@ pub struct Entry {
     /// False in read-only places (trash, revisions, template folders' files):
     /// shown without write bits, and writes there fail.
     pub writable: bool,
+    /// The remote content's version, opaque (a Files revision, a stored
+    /// path): a new one means new bytes, so cached blocks and the kernel's
+    /// pages of the old one are dropped, and a read of an open file stays
+    /// on the version it opened. `None` where the API has none.
+    pub version: Option<String>,
 }
 
 impl Entry {
@@ -52,6 +57,7 @@ impl Entry {
             mtime: None,
             ctime: None,
             writable: true,
+            version: None,
         }
     }
 }
@@ -65,6 +71,17 @@ impl Entry {
 pub trait Backend: Send + Sync {
     /// The key of this backend's top-level directory.
     fn root(&self) -> Key;
+
+    /// The remote object `entry` is now, read afresh (no cache), or `None`
+    /// if it is gone: what an overwrite compares with the version it is
+    /// based on. Default: re-listing `dir`.
+    async fn current(&self, dir: &Key, entry: &Entry) -> FsResult<Option<Entry>> {
+        Ok(self
+            .list(dir)
+            .await?
+            .into_iter()
+            .find(|e| e.key == entry.key))
+    }
 
     /// One cheap call showing that `dir` answers and accepts the
     /// credentials (the start-up check). Default: listing it.

@@ -90,6 +90,13 @@ impl MetaCache {
         }
     }
 
+    /// How long the listing of `dir` stays fresh (zero once expired).
+    pub fn remaining(&self, dir: Ino) -> Option<Duration> {
+        self.listings
+            .peek(&dir)
+            .map(|l| self.ttl.saturating_sub(l.fetched.elapsed()))
+    }
+
     /// A listing whatever its age (for our own changes and stale reads).
     pub fn any(&mut self, dir: Ino) -> Option<&mut Listing> {
         self.listings.get_mut(&dir)

@@ -31,6 +31,10 @@ pub struct Attr {
     pub ctime: SystemTime,
     pub perm: u16,
     pub nlink: u32,
+    /// How long the kernel may keep this entry and these attributes: never
+    /// past the expiry of the listing they came from, so a remote change
+    /// shows within `metadata_ttl`.
+    pub valid_for: Duration,
 }
 
 /// One entry of a directory handle's snapshot.
@@ -67,6 +71,8 @@ pub struct Counters {
     pub bytes_written: AtomicU64,
     pub uploads: AtomicU64,
     pub upload_failures: AtomicU64,
+    /// Overwrites saved as conflict copies (someone else changed the file).
+    pub conflicts: AtomicU64,
 }
 
 enum Handle {
@@ -83,6 +89,20 @@ struct FileHandle {
     /// The writer: a flush from another process is a no-op.
     pid: u32,
     pattern: ReadPattern,
+    /// A read-only handle reads the remote version it opened, whatever
+    /// re-listings learn meanwhile: never a mix of two versions.
+    pinned: Option<Pinned>,
+    /// Bytes returned so far: a handle that has returned nothing may move
+    /// to a replacement of its file (see [`BridgeFs::read`]).
+    served: u64,
+}
+
+/// The remote object a read-only handle reads.
+#[derive(Clone)]
+struct Pinned {
+    entry: Entry,
+    version: u64,
+    size: u64,
 }
 
 struct State {
@@ -192,6 +212,7 @@ impl BridgeFs {
                 1,
             ),
         };
+        let valid_for = st.cache.remaining(node.parent).unwrap_or(st.cache.ttl);
         Ok(Attr {
             ino,
             kind: e.kind,
@@ -200,6 +221,7 @@ impl BridgeFs {
             ctime: e.ctime.unwrap_or(mtime).max(mtime),
             perm,
             nlink,
+            valid_for,
         })
     }
 
@@ -272,11 +294,24 @@ impl BridgeFs {
         if in_view {
             st.view_dirs.insert(dir);
         }
+        let before: Vec<String> = st
+            .cache
+            .any(dir)
+            .map(|l| l.entries.iter().map(|(n, _)| n.clone()).collect())
+            .unwrap_or_default();
         let mut list = Vec::with_capacity(entries.len());
         for (entry, name) in entries.into_iter().zip(names) {
             let ino = st.table.upsert(bidx, dir, name.clone(), entry, false);
             list.push((name, ino));
         }
+        // Remote renames, deletes and overwrites: the kernel forgets the
+        // names that went and the pages of what changed.
+        let gone: Vec<(Ino, String)> = before
+            .into_iter()
+            .filter(|n| !list.iter().any(|(m, _)| m == n))
+            .map(|n| (dir, n))
+            .collect();
+        let changed = st.table.take_changed();
         // Files created here and not uploaded yet stay visible.
         let locals: Vec<(String, Ino)> = st
             .locals
@@ -292,6 +327,10 @@ impl BridgeFs {
             }
         }
         st.cache.put(dir, listing);
+        let gone: Vec<(Ino, String)> = gone
+            .into_iter()
+            .filter(|(_, n)| st.cache.any(dir).is_some_and(|l| l.get(n).is_none()))
+            .collect();
         if st.table.len() > self.opts.max_entries {
             let mut keep = st.cache.referenced();
             keep.extend(st.hidden.values().copied());
@@ -301,6 +340,8 @@ impl BridgeFs {
             self.locks.lock().retain(|_, l| Arc::strong_count(l) > 1);
             tracing::debug!(dropped, "inode table trimmed");
         }
+        drop(st);
+        self.tell_kernel(gone, changed);
     }
 
     /// Re-lists views (trash, revisions) of a backend after a change there.
@@ -407,6 +448,16 @@ impl BridgeFs {
 
     pub async fn getattr(&self, ino: Ino) -> FsResult<Attr> {
         self.fresh_attr(ino).await
+    }
+
+    /// `fstat` agrees with the handle's reads: a pinned handle shows the
+    /// size of the version it reads.
+    pub async fn getattr_of(&self, ino: Ino, fh: Option<u64>) -> FsResult<Attr> {
+        let mut attr = self.fresh_attr(ino).await?;
+        if let Some(size) = fh.and_then(|f| self.handle_size(f)) {
+            attr.size = size;
+        }
+        Ok(attr)
     }
 
     /// chmod/chown/utimens succeed without remote effect; a size truncates.
@@ -599,6 +650,8 @@ impl BridgeFs {
                 wrote,
                 pid,
                 pattern: ReadPattern::default(),
+                pinned: None,
+                served: 0,
             }),
         );
         if let Some(n) = st.table.get_mut(ino) {
@@ -627,9 +680,63 @@ impl BridgeFs {
                 local.truncate(0)?;
             }
         } else {
+            self.take_newer_version(ino).await?;
             self.fresh_attr(ino).await?;
         }
-        Ok(self.new_handle(ino, write, flags & libc::O_APPEND != 0, trunc, pid))
+        let fh = self.new_handle(ino, write, flags & libc::O_APPEND != 0, trunc, pid);
+        if !write {
+            self.pin(ino, fh);
+        }
+        Ok(fh)
+    }
+
+    /// A file whose newer remote version was seen while it was open takes
+    /// it now (its directory is listed again).
+    async fn take_newer_version(&self, ino: Ino) -> FsResult<()> {
+        let parent = {
+            let st = self.state.lock();
+            let n = st.table.get(ino).ok_or(FsError::NotFound)?;
+            if !(n.stale && n.open_handles == 0) {
+                return Ok(());
+            }
+            n.parent
+        };
+        self.state.lock().cache.invalidate(parent);
+        self.ensure_listing(parent).await
+    }
+
+    /// Pins a read-only handle of a remote file to its current version.
+    fn pin(&self, ino: Ino, fh: u64) {
+        let mut st = self.state.lock();
+        let Some(node) = st.table.get(ino) else {
+            return;
+        };
+        if node.local.is_some() || !node.is_remote() {
+            return;
+        }
+        let pinned = Pinned {
+            entry: node.entry.clone(),
+            version: node.content_version,
+            size: node
+                .local
+                .as_ref()
+                .map(|l| l.size())
+                .or(node.entry.size)
+                .unwrap_or(0),
+        };
+        if let Some(Handle::File(h)) = st.handles.get_mut(&fh) {
+            h.pinned = Some(pinned);
+        }
+    }
+
+    /// The size a handle sees (`fstat`): its pinned version's, if pinned.
+    pub fn handle_size(&self, fh: u64) -> Option<u64> {
+        match self.state.lock().handles.get(&fh) {
+            Some(Handle::File(FileHandle {
+                pinned: Some(p), ..
+            })) => Some(p.size),
+            _ => None,
+        }
     }
 
     pub async fn create(
@@ -674,6 +781,7 @@ impl BridgeFs {
             mtime: Some(now),
             ctime: Some(now),
             writable: true,
+            version: None,
         };
         let ino = {
             let mut st = self.state.lock();
@@ -756,20 +864,104 @@ impl BridgeFs {
         }
     }
 
+    /// Reads a pinned handle's version. A file replaced by another client
+    /// (the library gives the new bytes a new item) answers ENOENT: a handle
+    /// that has returned nothing yet moves to the item that now has the
+    /// name, once; one that has returned bytes fails rather than mix.
+    async fn read_pinned(
+        &self,
+        ino: Ino,
+        fh: u64,
+        p: Pinned,
+        pattern: Option<u64>,
+        offset: u64,
+        size: u32,
+    ) -> FsResult<Bytes> {
+        let (_, backend, _) = self.remote_of(ino)?;
+        let read = |p: Pinned| {
+            let backend = backend.clone();
+            async move {
+                let src = Source {
+                    backend: &backend,
+                    entry: &p.entry,
+                    ino,
+                    version: p.version,
+                    size: p.size,
+                };
+                self.blocks.read(&src, pattern, offset, size as u64).await
+            }
+        };
+        let served = match self.state.lock().handles.get(&fh) {
+            Some(Handle::File(h)) => h.served,
+            _ => 0,
+        };
+        let data = match read(p.clone()).await {
+            Err(FsError::NotFound) if served == 0 => {
+                let now = self.repin_replaced(ino, fh).await?;
+                // The kernel reads up to the size it knows: another size
+                // would cut or pad the new bytes. The next open is right.
+                if now.size != p.size {
+                    return Err(FsError::Stale);
+                }
+                read(now).await?
+            }
+            other => other?,
+        };
+        if let Some(Handle::File(h)) = self.state.lock().handles.get_mut(&fh) {
+            h.served += data.len() as u64;
+        }
+        Ok(data)
+    }
+
+    /// The item that holds `ino`'s name now, after a re-listing of its
+    /// directory: the handle is pinned to it, the kernel told to forget the
+    /// old one.
+    async fn repin_replaced(&self, ino: Ino, fh: u64) -> FsResult<Pinned> {
+        let (parent, name) = {
+            let st = self.state.lock();
+            let n = st.table.get(ino).ok_or(FsError::NotFound)?;
+            (n.parent, n.name.clone())
+        };
+        self.state.lock().cache.invalidate(parent);
+        self.ensure_listing(parent).await?;
+        let now = self.resolve(parent, &name).await?;
+        if now == ino {
+            return Err(FsError::NotFound);
+        }
+        self.fresh_attr(now).await?;
+        let pinned = {
+            let mut st = self.state.lock();
+            let n = st.table.get(now).ok_or(FsError::NotFound)?;
+            let p = Pinned {
+                entry: n.entry.clone(),
+                version: n.content_version,
+                size: n.entry.size.unwrap_or(0),
+            };
+            if let Some(Handle::File(h)) = st.handles.get_mut(&fh) {
+                h.pinned = Some(p.clone());
+            }
+            p
+        };
+        tracing::info!(path = ?name, "a file replaced by another client is read from its new item");
+        self.tell_kernel(vec![(parent, name)], vec![ino]);
+        Ok(pinned)
+    }
+
     pub async fn read(&self, ino: Ino, fh: u64, offset: u64, size: u32) -> FsResult<Bytes> {
         self.counters.reads.fetch_add(1, Ordering::Relaxed);
-        let (local, pattern) = {
+        let (local, pattern, pinned) = {
             let mut st = self.state.lock();
             let local = st.table.get(ino).ok_or(FsError::NotFound)?.local.clone();
-            let pattern = match st.handles.get_mut(&fh) {
-                Some(Handle::File(h)) => h.pattern.advance(offset, size as u64),
-                _ => None,
+            let (pattern, pinned) = match st.handles.get_mut(&fh) {
+                Some(Handle::File(h)) => (h.pattern.advance(offset, size as u64), h.pinned.clone()),
+                _ => (None, None),
             };
-            (local, pattern)
+            (local, pattern, pinned)
         };
-        let data = match local {
-            Some(l) => Bytes::from(l.read_at(offset, size as u64)?),
-            None => {
+        let data = match (local, pinned) {
+            (Some(l), _) => Bytes::from(l.read_at(offset, size as u64)?),
+            (None, Some(p)) => self.read_pinned(ino, fh, p, pattern, offset, size).await?,
+            (None, None) => {
                 let attr = self.fresh_attr(ino).await?;
                 let (_, backend, entry) = self.remote_of(ino)?;
                 let version = self
@@ -850,8 +1042,20 @@ impl BridgeFs {
         let Some(Handle::File(h)) = handle else {
             return;
         };
-        if let Some(n) = self.state.lock().table.get_mut(ino) {
-            n.open_handles = n.open_handles.saturating_sub(1);
+        let stale_parent = {
+            let mut st = self.state.lock();
+            let stale = st.table.get_mut(ino).and_then(|n| {
+                n.open_handles = n.open_handles.saturating_sub(1);
+                (n.open_handles == 0 && n.stale).then_some(n.parent)
+            });
+            if let Some(parent) = stale {
+                // The newer version is taken at the next use.
+                st.cache.invalidate(parent);
+            }
+            stale
+        };
+        if stale_parent.is_some() {
+            self.tell_kernel(Vec::new(), vec![ino]);
         }
         if h.wrote {
             // The flush was skipped (another process closed last) or failed:
@@ -915,6 +1119,51 @@ impl BridgeFs {
             Ok(rt) => drop(rt.spawn_blocking(forget)),
             Err(_) => drop(std::thread::spawn(forget)),
         }
+    }
+
+    /// Someone else changed the remote file after the local change began:
+    /// ours goes up next to it as `name (conflict …).ext` and this inode
+    /// becomes that copy (an editor still holding it goes on writing its
+    /// own copy); theirs shows under the name again. Never a silent
+    /// overwrite.
+    async fn save_as_conflict(
+        &self,
+        ino: Ino,
+        backend: &Arc<dyn Backend>,
+        record: &PendingUpload,
+        local: &Arc<LocalFile>,
+        generation: u64,
+    ) -> FsResult<()> {
+        let remote_name = names::conflict_name(&record.name, chrono::Local::now());
+        let copy = PendingUpload {
+            name: remote_name.clone(),
+            existing_key: None,
+            ..record.clone()
+        };
+        let entry = upload_informed(backend, &copy, None).await?;
+        self.counters.conflicts.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(path = ?record.display_path, kept_as = ?remote_name, "someone else changed this file meanwhile: theirs is kept, ours is saved as a conflict copy");
+        local.mark_uploaded(generation);
+        let (parent, old_name, new_name) = {
+            let mut st = self.state.lock();
+            let node = st.table.get(ino).ok_or(FsError::NotFound)?;
+            let (parent, old_name) = (node.parent, node.name.clone());
+            let new_name = names::escape(&remote_name);
+            st.table.rebind(ino, entry);
+            if let Some(n) = st.table.get_mut(ino) {
+                n.name = new_name.clone();
+            }
+            // Theirs comes back under the name with the next listing.
+            st.cache.invalidate(parent);
+            st.cache.clear_negative(parent, &new_name);
+            (parent, old_name, new_name)
+        };
+        if !local.dirty() {
+            self.journal.remove(&record.id);
+            local.set_journaled(false);
+        }
+        self.tell_kernel(vec![(parent, old_name), (parent, new_name)], vec![ino]);
+        Ok(())
     }
 
     /// Forgets the spool of a file whose last writes failed (the disk was
@@ -1039,6 +1288,19 @@ impl BridgeFs {
             .map_err(|e| FsError::Io(format!("journal: {e}")))?;
         local.set_journaled(true);
         self.counters.uploads.fetch_add(1, Ordering::Relaxed);
+        let existing = match existing {
+            Some(base) => match backend.current(&record.dir_key, &base).await? {
+                Some(theirs) if !same_version(&base, &theirs) => {
+                    return self
+                        .save_as_conflict(ino, &backend, &record, &local, generation)
+                        .await;
+                }
+                Some(_) => Some(base),
+                // Deleted by someone else meanwhile: ours goes up as new.
+                None => None,
+            },
+            None => None,
+        };
         match upload_informed(&backend, &record, existing.as_ref()).await {
             Ok(mut entry) => {
                 local.mark_uploaded(generation);
@@ -1546,6 +1808,7 @@ impl BridgeFs {
             ("bytes_written", &c.bytes_written),
             ("uploads", &c.uploads),
             ("upload_failures", &c.upload_failures),
+            ("conflicts", &c.conflicts),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.load(Ordering::Relaxed)))
@@ -1634,6 +1897,15 @@ where
     }
 }
 
+/// True when two looks at one remote object saw the same content: by its
+/// version where the API has one, else by size and time.
+fn same_version(a: &Entry, b: &Entry) -> bool {
+    match (&a.version, &b.version) {
+        (Some(x), Some(y)) => x == y,
+        _ => a.size == b.size && a.mtime == b.mtime,
+    }
+}
+
 /// Failures worth another attempt (5xx, 429, connection, timeout).
 fn is_transient(e: &FsError) -> bool {
     match e {
@@ -1656,7 +1928,8 @@ fn is_transient(e: &FsError) -> bool {
         | FsError::BadHandle
         | FsError::NoSuchIoctl
         | FsError::LeftToKernel
-        | FsError::NoSpace => false,
+        | FsError::NoSpace
+        | FsError::Stale => false,
     }
 }
 

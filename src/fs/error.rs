@@ -51,6 +51,10 @@ pub enum FsError {
     /// stops asking, e.g. `copy_file_range` falls back to read + write).
     #[error("left to the kernel")]
     LeftToKernel,
+    /// The file was replaced on the remote while open, by a version the
+    /// kernel cannot be told about mid-read (another size): open it again.
+    #[error("the remote file was replaced; open it again")]
+    Stale,
     /// The local spool's disk is full (or over quota).
     #[error("no space left on the spool's disk")]
     NoSpace,
@@ -92,6 +96,7 @@ impl FsError {
             FsError::NoSuchIoctl => libc::ENOTTY,
             FsError::LeftToKernel => libc::ENOSYS,
             FsError::NoSpace => libc::ENOSPC,
+            FsError::Stale => libc::ESTALE,
         }
     }
 }

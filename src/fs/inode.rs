@@ -40,6 +40,10 @@ pub struct Node {
     /// Removed remotely or by unlink; kept only while the kernel holds it.
     pub gone: bool,
     pub refreshed: Instant,
+    /// A re-listing saw a new remote version while the file was open: it
+    /// is taken when the last handle closes, so that a reader's `stat` and
+    /// bytes stay those of the version it opened.
+    pub stale: bool,
 }
 
 impl Node {
@@ -65,9 +69,17 @@ pub struct InodeTable {
     by_key: HashMap<(usize, Key), Ino>,
     next: Ino,
     next_version: u64,
+    /// Inodes whose remote content a re-listing found changed, for the
+    /// kernel to forget (drained by [`InodeTable::take_changed`]).
+    changed: Vec<Ino>,
 }
 
 impl InodeTable {
+    /// The inodes found changed since the last call.
+    pub fn take_changed(&mut self) -> Vec<Ino> {
+        std::mem::take(&mut self.changed)
+    }
+
     pub fn new() -> Self {
         InodeTable {
             next: ROOT + 1,
@@ -119,6 +131,7 @@ impl InodeTable {
                 local: None,
                 content_version: version,
                 gone: false,
+                stale: false,
                 refreshed: Instant::now(),
             },
         );
@@ -137,18 +150,26 @@ impl InodeTable {
         if let Some(ino) = self.by_key(backend, &entry.key) {
             let version = self.next_version + 1;
             let node = self.nodes.get_mut(&ino).expect("indexed node exists");
-            let changed = node.entry.size != entry.size || node.entry.mtime != entry.mtime;
+            let changed = node.entry.size != entry.size
+                || node.entry.mtime != entry.mtime
+                || node.entry.version != entry.version;
             node.parent = parent;
             node.name = name;
             node.hidden = hidden;
             node.gone = false;
             node.refreshed = Instant::now();
+            if changed && node.local.is_none() && node.open_handles > 0 {
+                node.stale = true;
+                return ino;
+            }
             if node.local.is_none() {
+                node.stale = false;
                 // A file being written keeps its local size and times.
                 node.entry = entry;
                 if changed {
                     node.content_version = version;
                     self.next_version = version;
+                    self.changed.push(ino);
                 }
             }
             return ino;
@@ -172,6 +193,7 @@ impl InodeTable {
                 local: None,
                 content_version: version,
                 gone: false,
+                stale: false,
                 refreshed: Instant::now(),
             },
         );

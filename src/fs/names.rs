@@ -89,6 +89,17 @@ pub fn to_remote(local: &str) -> String {
     s
 }
 
+/// `report (conflict 2026-12-02 061500).pdf`: where a local change goes
+/// when someone else changed the remote file first.
+pub fn conflict_name(name: &str, when: chrono::DateTime<chrono::Local>) -> String {
+    let (stem, ext) = split_ext(name);
+    let suffix = format!(" (conflict {}){ext}", when.format("%Y-%m-%d %H%M%S"));
+    format!(
+        "{}{suffix}",
+        truncate(stem, NAME_MAX.saturating_sub(suffix.len()))
+    )
+}
+
 /// Splits `name.ext` into (`name`, `.ext`); a leading dot is not an extension.
 fn split_ext(name: &str) -> (&str, &str) {
     match name.rfind('.') {

@@ -138,6 +138,91 @@ impl Remote {
             .find(|f| f["fileName"] == name && f["deleted"] != true)
     }
 
+    /// Overwrites a Files-app file as another client would: a blob, then
+    /// `PATCH` with `backup: true` (a new revision).
+    pub fn app_overwrite(&self, id: u64, bytes: &[u8]) {
+        let form = reqwest::blocking::multipart::Form::new().part(
+            "blob",
+            reqwest::blocking::multipart::Part::bytes(bytes.to_vec()).file_name("x"),
+        );
+        let blob: Value = self
+            .http
+            .post(format!("{}/files/api/blobs", self.base))
+            .bearer_auth(FILES_KEY)
+            .multipart(form)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let r = self
+            .http
+            .patch(format!("{}/files/api/files/{id}", self.base))
+            .bearer_auth(FILES_KEY)
+            .json(&serde_json::json!({"blob_id": blob["id"], "backup": true}))
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "overwrite: {}", r.status());
+    }
+
+    /// Replaces a library file as another client would: a new item of the
+    /// same name, then the old one deleted.
+    pub fn library_replace(&self, name: &str, bytes: &[u8]) {
+        let old = self.library_item(name).expect("the item exists");
+        let form = reqwest::blocking::multipart::Form::new()
+            .part(
+                "file",
+                reqwest::blocking::multipart::Part::bytes(bytes.to_vec())
+                    .file_name(name.to_string()),
+            )
+            .text("businessId", "1")
+            .text("uploadedFileName", name.to_string())
+            .text("userName", "demo");
+        let r = self
+            .http
+            .post(format!(
+                "{}/library/live/businessWeb/fileUploadS3.do",
+                self.base
+            ))
+            .bearer_auth(&self.session)
+            .multipart(form)
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "upload: {}", r.status());
+        let uuid = old["fileLibraryUUID"].as_str().unwrap();
+        let r = self
+            .http
+            .delete(format!("{}/library/live/files/{uuid}", self.base))
+            .bearer_auth(&self.session)
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "delete: {}", r.status());
+    }
+
+    /// Deletes a library item as another client would.
+    pub fn library_delete(&self, uuid: &str) {
+        let r = self
+            .http
+            .delete(format!("{}/library/live/files/{uuid}", self.base))
+            .bearer_auth(&self.session)
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "delete: {}", r.status());
+    }
+
+    /// Renames a library item as another client would.
+    pub fn library_rename(&self, name: &str, new_name: &str) {
+        let mut item = self.library_item(name).expect("the item exists");
+        item["fileName"] = Value::String(new_name.to_string());
+        let r = self
+            .http
+            .post(format!("{}/library/live/files", self.base))
+            .bearer_auth(&self.session)
+            .json(&item)
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "rename: {}", r.status());
+    }
+
     /// A folder at the library's top level, made as another client would.
     pub fn library_create_folder(&self, name: &str) -> Value {
         let r = self

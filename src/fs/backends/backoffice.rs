@@ -175,6 +175,8 @@ impl ClientsBackend {
                 .or_else(|| stored_time(&stored)),
             ctime: stored_time(&stored),
             writable: true,
+            // The stored path: the content of one stored file never changes.
+            version: Some(stored),
         }
     }
 

@@ -35,12 +35,22 @@ pub fn backend(cfg: &FilesConfig, http: HttpClient) -> Result<Arc<dyn Backend>, 
         client,
         apps: cfg.apps.clone(),
         objects: Mutex::new(HashMap::new()),
+        revision_urls: Mutex::new(lru::LruCache::new(
+            std::num::NonZeroUsize::new(REVISION_URLS).expect("non-zero"),
+        )),
     }))
 }
+
+/// Revision download URLs remembered (they never change).
+const REVISION_URLS: usize = 10_000;
 
 pub struct FilesBackend {
     client: FilesClient,
     apps: Vec<String>,
+    /// The download URL of each (file, revision) read: a file's own URL
+    /// serves whatever revision is newest when each range is asked for, so
+    /// a read that spans several ranges could mix two; a revision's stays.
+    revision_urls: Mutex<lru::LruCache<(u64, u64), String>>,
     /// Last object seen per file id (download URLs, tags, metadata), so
     /// reads and xattrs of listed files need no extra call.
     objects: Mutex<HashMap<u64, FileObject>>,
@@ -112,6 +122,7 @@ impl FilesBackend {
             mtime: parse_time(&f.updated_at).or_else(|| parse_time(&f.created_at)),
             ctime: parse_time(&f.created_at),
             writable,
+            version: f.rev.map(|r| r.to_string()),
         }
     }
 
@@ -126,7 +137,26 @@ impl FilesBackend {
             mtime: parse_time(&f.updated_at).or_else(|| parse_time(&f.created_at)),
             ctime: parse_time(&f.created_at),
             writable: false,
+            version: Some(rev.to_string()),
         }
+    }
+
+    /// The download URL of revision `rev` of file `id` (one call, then
+    /// remembered: a revision's bytes never change).
+    async fn revision_url(&self, id: u64, rev: u64) -> FsResult<String> {
+        if let Some(u) = self.revision_urls.lock().get(&(id, rev)) {
+            return Ok(u.clone());
+        }
+        let url = self
+            .client
+            .get_version(id, rev)
+            .await?
+            .download_url
+            .ok_or_else(|| {
+                FsError::Io(format!("revision {rev} of file {id} has no download_url"))
+            })?;
+        self.revision_urls.lock().put((id, rev), url.clone());
+        Ok(url)
     }
 
     fn view_dir(key: String, name: &str) -> Entry {
@@ -255,9 +285,11 @@ impl Backend for FilesBackend {
 
     async fn read(&self, entry: &Entry, offset: u64, len: u64) -> FsResult<Bytes> {
         let url = match parse(&entry.key)? {
-            Node::File(id) | Node::Trashed(id) | Node::Attachment(id) => {
-                self.object(id).await?.download_url
-            }
+            Node::File(id) => match entry.version.as_deref().and_then(|v| v.parse().ok()) {
+                Some(rev) => Some(self.revision_url(id, rev).await?),
+                None => self.object(id).await?.download_url,
+            },
+            Node::Trashed(id) | Node::Attachment(id) => self.object(id).await?.download_url,
             Node::Revision(id, rev) => self.client.get_version(id, rev).await?.download_url,
             _ => return Err(FsError::IsDir),
         };
@@ -291,6 +323,20 @@ impl Backend for FilesBackend {
     async fn mkdir(&self, _dir: &Key, _name: &str) -> FsResult<Entry> {
         // Apps are flat; the root holds only configured apps.
         Err(FsError::NotPermitted)
+    }
+
+    /// The file's own record: one call, not the app's listing.
+    async fn current(&self, _dir: &Key, entry: &Entry) -> FsResult<Option<Entry>> {
+        let id = match parse(&entry.key)? {
+            Node::File(id) => id,
+            _ => return Ok(Some(entry.clone())),
+        };
+        match self.client.get_file(id).await {
+            Ok(o) if o.is_trashed != Some(true) => Ok(Some(self.entry("f", &o, entry.writable))),
+            Ok(_) => Ok(None),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The app's own record: one call, whatever the number of its files.

@@ -74,6 +74,9 @@ impl LibraryBackend {
             mtime: time(item.modified_ms).or_else(|| time(item.created_ms)),
             ctime: time(item.created_ms),
             writable: !item.deleted,
+            version: item
+                .modified_ms
+                .map(|m| format!("{m}:{}", item.size.unwrap_or(0))),
         }
     }
 
