@@ -177,8 +177,13 @@ impl Emu {
     ) -> Emu {
         let state = persist_dir
             .as_ref()
-            .and_then(|d| std::fs::read_to_string(d.join("state.json")).ok())
-            .and_then(|t| serde_json::from_str::<Dataset>(&t).ok())
+            .and_then(|d| {
+                let text = std::fs::read_to_string(d.join("state.json")).ok()?;
+                hexbytes::with_blobs(&d.join("content"), || {
+                    serde_json::from_str::<Dataset>(&text).ok()
+                })
+                .0
+            })
             .unwrap_or_else(|| dataset.clone());
         Emu(Arc::new(EmuInner {
             creds,
@@ -202,14 +207,27 @@ impl Emu {
         }
     }
 
-    /// Writes the state to the persistence directory, if one is set.
+    /// Writes the state to the persistence directory, if one is set: the
+    /// metadata as `state.json`, each new content once as a blob; blobs no
+    /// longer referenced are removed.
     pub fn persist(&self) {
-        if let Some(dir) = &self.persist_dir {
-            let snap = self.snapshot();
-            let tmp = dir.join("state.json.tmp");
-            if let Ok(text) = serde_json::to_vec(&snap) {
-                if std::fs::write(&tmp, text).is_ok() {
-                    let _ = std::fs::rename(&tmp, dir.join("state.json"));
+        let Some(dir) = &self.persist_dir else {
+            return;
+        };
+        let snap = self.snapshot();
+        let blobs = dir.join("content");
+        let (text, used) = hexbytes::with_blobs(&blobs, || serde_json::to_vec(&snap));
+        let Ok(text) = text else {
+            return;
+        };
+        let tmp = dir.join("state.json.tmp");
+        if std::fs::write(&tmp, text).is_ok()
+            && std::fs::rename(&tmp, dir.join("state.json")).is_ok()
+        {
+            for e in std::fs::read_dir(&blobs).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !used.contains(&name) {
+                    let _ = std::fs::remove_file(e.path());
                 }
             }
         }
@@ -422,20 +440,75 @@ pub fn host(headers: &axum::http::HeaderMap) -> String {
         .to_string()
 }
 
-/// Content bytes in the serialised state: hex text (compact, text-safe),
-/// held as `Bytes` so a range request does not copy the whole file.
+/// Content bytes in the serialised state, held as `Bytes` so a range
+/// request does not copy the whole file. In a dataset file: hex text. In
+/// the persisted state (`--state-dir`): `blob:<md5>`, the bytes stored once
+/// in `content/<md5>`, so each change rewrites only the small metadata.
 pub mod hexbytes {
+    use std::cell::RefCell;
+    use std::collections::HashSet;
+    use std::path::{Path, PathBuf};
+
     use bytes::Bytes;
+    use md5::{Digest, Md5};
     use serde::{Deserialize, Deserializer, Serializer};
 
+    thread_local! {
+        /// The blob directory of the (de)serialisation under way, and the
+        /// blobs it referenced.
+        static BLOBS: RefCell<Option<(PathBuf, HashSet<String>)>> = const { RefCell::new(None) };
+    }
+
+    /// Runs `f` with content going to / coming from `dir`'s blobs; returns
+    /// its result and the blob names it referenced.
+    pub fn with_blobs<T>(dir: &Path, f: impl FnOnce() -> T) -> (T, HashSet<String>) {
+        let _ = std::fs::create_dir_all(dir);
+        BLOBS.with(|b| *b.borrow_mut() = Some((dir.to_path_buf(), HashSet::new())));
+        let out = f();
+        let used = BLOBS
+            .with(|b| b.borrow_mut().take())
+            .map(|(_, u)| u)
+            .unwrap_or_default();
+        (out, used)
+    }
+
     pub fn serialize<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(b))
+        let blob = BLOBS.with(|cell| {
+            let mut cell = cell.borrow_mut();
+            let (dir, used) = cell.as_mut()?;
+            let name = hex::encode(Md5::digest(b));
+            let path = dir.join(&name);
+            if !path.exists() {
+                let tmp = dir.join(format!("{name}.tmp"));
+                std::fs::write(&tmp, b).ok()?;
+                std::fs::rename(&tmp, &path).ok()?;
+            }
+            used.insert(name.clone());
+            Some(name)
+        });
+        match blob {
+            Some(name) => s.serialize_str(&format!("blob:{name}")),
+            None => s.serialize_str(&hex::encode(b)),
+        }
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
-        hex::decode(String::deserialize(d)?)
-            .map(Bytes::from)
-            .map_err(serde::de::Error::custom)
+        let text = String::deserialize(d)?;
+        match text.strip_prefix("blob:") {
+            Some(name) => {
+                let dir = BLOBS
+                    .with(|b| b.borrow().as_ref().map(|(d, _)| d.clone()))
+                    .ok_or_else(|| {
+                        serde::de::Error::custom("a blob reference outside a state directory")
+                    })?;
+                std::fs::read(dir.join(name))
+                    .map(Bytes::from)
+                    .map_err(|e| serde::de::Error::custom(format!("blob {name}: {e}")))
+            }
+            None => hex::decode(text)
+                .map(Bytes::from)
+                .map_err(serde::de::Error::custom),
+        }
     }
 }
 
@@ -464,6 +537,49 @@ pub fn demo_text(title: &str, lines: usize) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn persisted_state_keeps_content_as_blobs_and_reloads_the_same() {
+        use super::*;
+        let dir = tempfile::tempdir().unwrap();
+        let emu = Emu::new(
+            Dataset::demo(),
+            Credentials::default(),
+            Faults::default(),
+            Some(dir.path().to_path_buf()),
+        );
+        emu.persist();
+        let state = std::fs::read_to_string(dir.path().join("state.json")).unwrap();
+        let blobs = std::fs::read_dir(dir.path().join("content"))
+            .unwrap()
+            .count();
+        assert!(
+            blobs > 0 && state.contains("\"blob:"),
+            "content stored as blobs"
+        );
+        let largest_demo_file = 4 << 20;
+        assert!(
+            state.len() < largest_demo_file,
+            "no content inline: {} bytes",
+            state.len()
+        );
+        let again = Emu::new(
+            Dataset::empty(),
+            Credentials::default(),
+            Faults::default(),
+            Some(dir.path().to_path_buf()),
+        );
+        let text = |e: &Emu| serde_json::to_string(&e.snapshot()).unwrap();
+        assert_eq!(text(&again), text(&emu), "reloaded as it was");
+        emu.persist();
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("content"))
+                .unwrap()
+                .count(),
+            blobs,
+            "each content once"
+        );
+    }
+
     #[test]
     fn credentials_in_queries_are_redacted() {
         assert_eq!(
