@@ -11,20 +11,6 @@ use bridgefs::emulator::Faults;
 use common::remote::Remote;
 use common::*;
 
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(13).wrapping_add(seed))
-        .collect()
-}
-
-fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn a_second_daemon_on_the_same_directories_refuses_and_the_first_keeps_its_spool() {
     let emu = Emulator::demo();

@@ -1190,22 +1190,24 @@ impl BridgeFs {
         Some((parent, name))
     }
 
+    /// The files with a spool for which `keep(node, spool)` holds.
+    fn locals_where(&self, keep: impl Fn(&super::inode::Node, &LocalFile) -> bool) -> Vec<Ino> {
+        let st = self.state.lock();
+        st.locals
+            .iter()
+            .copied()
+            .filter(|i| {
+                st.table
+                    .get(*i)
+                    .is_some_and(|n| n.local.as_ref().is_some_and(|l| keep(n, l)))
+            })
+            .collect()
+    }
+
     /// SIGHUP: uploads the server refused are tried once more, those of
     /// this run and those a previous run kept in the journal.
     pub fn retry_refused(self: &Arc<Self>) {
-        let refused: Vec<Ino> = {
-            let st = self.state.lock();
-            st.locals
-                .iter()
-                .copied()
-                .filter(|i| {
-                    st.table
-                        .get(*i)
-                        .and_then(|n| n.local.as_ref())
-                        .is_some_and(|l| l.refused().is_some())
-                })
-                .collect()
-        };
+        let refused = self.locals_where(|_, l| l.refused().is_some());
         for ino in refused {
             if let Some(l) = self
                 .state
@@ -1698,18 +1700,7 @@ impl BridgeFs {
     /// Uploads every dirty file (SIGTERM, unmount), waiting at most `wait`;
     /// what is left stays journaled for the next start.
     pub async fn shutdown(self: &Arc<Self>, wait: Duration) -> usize {
-        let dirty: Vec<Ino> = {
-            let st = self.state.lock();
-            st.locals
-                .iter()
-                .copied()
-                .filter(|i| {
-                    st.table
-                        .get(*i)
-                        .is_some_and(|n| !n.gone && n.local.as_ref().is_some_and(|l| l.dirty()))
-                })
-                .collect()
-        };
+        let dirty = self.locals_where(|n, l| !n.gone && l.dirty());
         if dirty.is_empty() {
             return 0;
         }

@@ -293,6 +293,23 @@ impl Drop for Mount {
     }
 }
 
+/// `len` bytes of a pattern that differs by `seed`.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// Polls until `f` is true (uploads retried in the background, remote
+/// changes showing), failing the test after `timeout`.
+pub fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Runs a shell command line, returns (status code, stdout, stderr).
 pub fn sh(cmd: &str) -> (i32, String, String) {
     let out = Command::new("bash")

@@ -188,14 +188,7 @@ impl Remote {
             .send()
             .unwrap();
         assert!(r.status().is_success(), "upload: {}", r.status());
-        let uuid = old["fileLibraryUUID"].as_str().unwrap();
-        let r = self
-            .http
-            .delete(format!("{}/library/live/files/{uuid}", self.base))
-            .bearer_auth(&self.session)
-            .send()
-            .unwrap();
-        assert!(r.status().is_success(), "delete: {}", r.status());
+        self.library_delete(old["fileLibraryUUID"].as_str().unwrap());
     }
 
     /// Deletes a library item as another client would.
