@@ -370,7 +370,8 @@ fn fuse_config(config: &Config, config_path: Option<&Path>) -> fuser::Config {
 const STATUS_EVERY: Duration = Duration::from_secs(1);
 
 /// A long upload logs its progress every this many status ticks.
-const PROGRESS_EVERY_TICKS: u64 = 10;
+/// A long upload logs its progress each time it is this much older.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 fn unix_now() -> u64 {
     crate::status::unix_now()
@@ -391,13 +392,9 @@ struct StatusReporter {
 
 impl StatusReporter {
     async fn run(self) {
-        let mut ticks: u64 = 0;
         loop {
             self.write(true);
-            ticks += 1;
-            if ticks.is_multiple_of(PROGRESS_EVERY_TICKS) {
-                self.log_progress();
-            }
+            self.log_progress();
             tokio::time::sleep(STATUS_EVERY).await;
         }
     }
@@ -420,10 +417,15 @@ impl StatusReporter {
             .collect()
     }
 
-    /// One info line per long upload, every few seconds.
+    /// One info line per long upload each time it turns another
+    /// [`PROGRESS_EVERY`] older (checked every status tick).
     fn log_progress(&self) {
-        let long = PROGRESS_EVERY_TICKS * STATUS_EVERY.as_millis() as u64;
-        for u in self.uploads().into_iter().filter(|u| u.elapsed_ms >= long) {
+        let every = PROGRESS_EVERY.as_millis() as u64;
+        let tick = STATUS_EVERY.as_millis() as u64;
+        let due = |u: &crate::status::UploadProgress| {
+            u.elapsed_ms >= every && u.elapsed_ms % every < tick
+        };
+        for u in self.uploads().into_iter().filter(due) {
             // Debug formatting escapes control characters in remote names.
             tracing::info!(path = ?u.path, sent = u.sent, total = u.total, bytes_per_s = u.rate(), "uploading");
         }

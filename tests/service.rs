@@ -735,3 +735,28 @@ fn a_second_sigterm_exits_at_once_and_the_upload_stays_journaled() {
     m.spawn();
     assert_eq!(remote.library_bytes_by_name("slow.bin").unwrap(), data);
 }
+
+#[test]
+fn a_long_upload_logs_its_progress_at_info_level() {
+    let emu = Emulator::demo();
+    let m = Mount::start(&emu);
+    std::fs::read_dir(m.path("library")).unwrap().count();
+    emu.set_faults(Faults {
+        latency_ms: 12_000,
+        path_contains: Some("fileUploadS3".into()),
+        ..Default::default()
+    });
+    let writer = {
+        let p = m.path("library/progress.bin");
+        std::thread::spawn(move || std::fs::write(p, pattern(1 << 20, 2)))
+    };
+    eventually("a progress line", Duration::from_secs(20), || {
+        m.log_text().lines().any(|l| {
+            l.contains("INFO")
+                && l.contains("uploading")
+                && l.contains("library/progress.bin")
+                && l.contains("total=1048576")
+        })
+    });
+    writer.join().unwrap().unwrap();
+}

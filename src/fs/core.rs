@@ -95,6 +95,12 @@ struct FileHandle {
     /// Bytes returned so far: a handle that has returned nothing may move
     /// to a replacement of its file (see [`BridgeFs::read`]).
     served: u64,
+    /// Counted in its node's `readers` (until its first flush: `close()`
+    /// sends that at once, the release comes later).
+    reading: bool,
+    /// Its file was replaced by one of another size: every read fails with
+    /// ESTALE (the kernel would cut or pad the new bytes to the old size).
+    stale: bool,
 }
 
 /// The remote object a read-only handle reads.
@@ -652,6 +658,8 @@ impl BridgeFs {
                 pattern: ReadPattern::default(),
                 pinned: None,
                 served: 0,
+                reading: false,
+                stale: false,
             }),
         );
         if let Some(n) = st.table.get_mut(ino) {
@@ -696,7 +704,7 @@ impl BridgeFs {
         let parent = {
             let st = self.state.lock();
             let n = st.table.get(ino).ok_or(FsError::NotFound)?;
-            if !(n.stale && n.open_handles == 0) {
+            if !(n.stale && n.readers == 0) {
                 return Ok(());
             }
             n.parent
@@ -711,7 +719,9 @@ impl BridgeFs {
         let Some(node) = st.table.get(ino) else {
             return;
         };
-        if node.local.is_some() || !node.is_remote() {
+        // A clean spool holds the uploaded version, the one pinned; a dirty
+        // one is read as written (read-your-writes), not pinned.
+        if !node.is_remote() || node.local.as_ref().is_some_and(|l| l.dirty()) {
             return;
         }
         let pinned = Pinned {
@@ -726,6 +736,37 @@ impl BridgeFs {
         };
         if let Some(Handle::File(h)) = st.handles.get_mut(&fh) {
             h.pinned = Some(pinned);
+            h.reading = true;
+            if let Some(n) = st.table.get_mut(ino) {
+                n.readers += 1;
+            }
+        }
+    }
+
+    /// A reader is done with the version it pinned (its first flush, or
+    /// its release): the last one lets the newer version in.
+    fn reader_done(&self, ino: Ino, fh: u64) {
+        let stale_parent = {
+            let mut st = self.state.lock();
+            let was_reading = match st.handles.get_mut(&fh) {
+                Some(Handle::File(h)) => std::mem::take(&mut h.reading),
+                _ => false,
+            };
+            if !was_reading {
+                return;
+            }
+            let stale = st.table.get_mut(ino).and_then(|n| {
+                n.readers = n.readers.saturating_sub(1);
+                (n.readers == 0 && n.stale).then_some(n.parent)
+            });
+            if let Some(parent) = stale {
+                // The newer version is taken at the next use.
+                st.cache.invalidate(parent);
+            }
+            stale
+        };
+        if stale_parent.is_some() {
+            self.tell_kernel(Vec::new(), vec![ino]);
         }
     }
 
@@ -891,16 +932,28 @@ impl BridgeFs {
                 self.blocks.read(&src, pattern, offset, size as u64).await
             }
         };
-        let served = match self.state.lock().handles.get(&fh) {
-            Some(Handle::File(h)) => h.served,
-            _ => 0,
+        let (served, stale) = match self.state.lock().handles.get(&fh) {
+            Some(Handle::File(h)) => (h.served, h.stale),
+            _ => (0, false),
         };
+        if stale {
+            return Err(FsError::Stale);
+        }
         let data = match read(p.clone()).await {
             Err(FsError::NotFound) if served == 0 => {
-                let now = self.repin_replaced(ino, fh).await?;
+                let now = self.replacement(ino).await?;
                 // The kernel reads up to the size it knows: another size
                 // would cut or pad the new bytes. The next open is right.
-                if now.size != p.size {
+                let same_size = now.size == p.size;
+                if let Some(Handle::File(h)) = self.state.lock().handles.get_mut(&fh) {
+                    match same_size {
+                        true => h.pinned = Some(now.clone()),
+                        false => h.stale = true,
+                    }
+                }
+                if !same_size {
+                    let (parent, name) = self.parent_and_name(ino)?;
+                    self.forget_names_now(vec![(parent, name)]).await;
                     return Err(FsError::Stale);
                 }
                 read(now).await?
@@ -913,15 +966,16 @@ impl BridgeFs {
         Ok(data)
     }
 
+    fn parent_and_name(&self, ino: Ino) -> FsResult<(Ino, String)> {
+        let st = self.state.lock();
+        let n = st.table.get(ino).ok_or(FsError::NotFound)?;
+        Ok((n.parent, n.name.clone()))
+    }
+
     /// The item that holds `ino`'s name now, after a re-listing of its
-    /// directory: the handle is pinned to it, the kernel told to forget the
-    /// old one.
-    async fn repin_replaced(&self, ino: Ino, fh: u64) -> FsResult<Pinned> {
-        let (parent, name) = {
-            let st = self.state.lock();
-            let n = st.table.get(ino).ok_or(FsError::NotFound)?;
-            (n.parent, n.name.clone())
-        };
+    /// directory; the kernel is told to forget the old one.
+    async fn replacement(&self, ino: Ino) -> FsResult<Pinned> {
+        let (parent, name) = self.parent_and_name(ino)?;
         self.state.lock().cache.invalidate(parent);
         self.ensure_listing(parent).await?;
         let now = self.resolve(parent, &name).await?;
@@ -930,19 +984,15 @@ impl BridgeFs {
         }
         self.fresh_attr(now).await?;
         let pinned = {
-            let mut st = self.state.lock();
+            let st = self.state.lock();
             let n = st.table.get(now).ok_or(FsError::NotFound)?;
-            let p = Pinned {
+            Pinned {
                 entry: n.entry.clone(),
                 version: n.content_version,
                 size: n.entry.size.unwrap_or(0),
-            };
-            if let Some(Handle::File(h)) = st.handles.get_mut(&fh) {
-                h.pinned = Some(p.clone());
             }
-            p
         };
-        tracing::info!(path = ?name, "a file replaced by another client is read from its new item");
+        tracing::info!(path = ?name, size = pinned.size, "a file replaced by another client is read from its new item");
         self.tell_kernel(vec![(parent, name)], vec![ino]);
         Ok(pinned)
     }
@@ -1019,6 +1069,13 @@ impl BridgeFs {
     /// errno. A flush with nothing written, or from another process than the
     /// writer, does nothing.
     pub async fn flush(self: &Arc<Self>, ino: Ino, fh: u64, pid: u32) -> FsResult<()> {
+        // Only the opener's close: a forked child closing its copy of the
+        // descriptor (at exec) flushes too, and the reader goes on.
+        let opener =
+            matches!(self.state.lock().handles.get(&fh), Some(Handle::File(h)) if h.pid == pid);
+        if opener {
+            self.reader_done(ino, fh);
+        }
         let should = match self.state.lock().handles.get(&fh) {
             Some(Handle::File(h)) => h.wrote && h.pid == pid,
             _ => false,
@@ -1038,24 +1095,13 @@ impl BridgeFs {
     }
 
     pub async fn release(self: &Arc<Self>, ino: Ino, fh: u64) {
+        self.reader_done(ino, fh);
         let handle = self.state.lock().handles.remove(&fh);
         let Some(Handle::File(h)) = handle else {
             return;
         };
-        let stale_parent = {
-            let mut st = self.state.lock();
-            let stale = st.table.get_mut(ino).and_then(|n| {
-                n.open_handles = n.open_handles.saturating_sub(1);
-                (n.open_handles == 0 && n.stale).then_some(n.parent)
-            });
-            if let Some(parent) = stale {
-                // The newer version is taken at the next use.
-                st.cache.invalidate(parent);
-            }
-            stale
-        };
-        if stale_parent.is_some() {
-            self.tell_kernel(Vec::new(), vec![ino]);
+        if let Some(n) = self.state.lock().table.get_mut(ino) {
+            n.open_handles = n.open_handles.saturating_sub(1);
         }
         if h.wrote {
             // The flush was skipped (another process closed last) or failed:
@@ -1162,8 +1208,25 @@ impl BridgeFs {
             self.journal.remove(&record.id);
             local.set_journaled(false);
         }
-        self.tell_kernel(vec![(parent, old_name), (parent, new_name)], vec![ino]);
+        self.forget_names_now(vec![(parent, old_name), (parent, new_name)])
+            .await;
+        self.tell_kernel(Vec::new(), vec![ino]);
         Ok(())
+    }
+
+    /// Has the kernel forget names and waits until it has: the next open
+    /// of such a name then looks it up again. Safe inside a request on the
+    /// file (it takes the directory's lock, not the file's pages).
+    async fn forget_names_now(&self, entries: Vec<(Ino, String)>) {
+        let Some(k) = self.kernel.read().clone() else {
+            return;
+        };
+        let _ = tokio::task::spawn_blocking(move || {
+            for (parent, name) in &entries {
+                k.forget_entry(*parent, name);
+            }
+        })
+        .await;
     }
 
     /// Forgets the spool of a file whose last writes failed (the disk was

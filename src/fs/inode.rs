@@ -44,6 +44,8 @@ pub struct Node {
     /// is taken when the last handle closes, so that a reader's `stat` and
     /// bytes stay those of the version it opened.
     pub stale: bool,
+    /// Read handles pinned to the current version and not yet closed.
+    pub readers: u32,
 }
 
 impl Node {
@@ -132,6 +134,7 @@ impl InodeTable {
                 content_version: version,
                 gone: false,
                 stale: false,
+                readers: 0,
                 refreshed: Instant::now(),
             },
         );
@@ -158,7 +161,7 @@ impl InodeTable {
             node.hidden = hidden;
             node.gone = false;
             node.refreshed = Instant::now();
-            if changed && node.local.is_none() && node.open_handles > 0 {
+            if changed && node.local.is_none() && node.readers > 0 {
                 node.stale = true;
                 return ino;
             }
@@ -194,6 +197,7 @@ impl InodeTable {
                 content_version: version,
                 gone: false,
                 stale: false,
+                readers: 0,
                 refreshed: Instant::now(),
             },
         );
