@@ -427,6 +427,11 @@ fn xattrs_on_every_backend() {
     // Unknown: ENODATA, never EIO; unsupported sets: ENOTSUP or EPERM.
     assert_eq!(xattr(&p, "user.bridgefs.nope").unwrap(), None);
     assert_eq!(xattr(&p, "user.other").unwrap(), None);
+    // Namespaces bridgefs has none of: ENOTSUP, so `ls -l` stops asking.
+    for name in ["security.selinux", "system.posix_acl_access", "trusted.x"] {
+        let e = xattr(&p, name).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EOPNOTSUPP), "{name}: {e}");
+    }
     let (code, _, err) = sh(&format!(
         "setfattr -n user.bridgefs.id -v 5 '{}'",
         p.display()
@@ -478,4 +483,45 @@ fn xattrs_on_every_backend() {
     );
     let names = sh_ok(&format!("getfattr -m - '{}'", p.display()));
     assert!(names.contains("user.bridgefs.path"), "{names}");
+}
+
+#[test]
+fn ls_l_stops_asking_for_security_xattrs_after_the_first_entry() {
+    let emu = Emulator::demo();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let m = Mount::start_with(
+        &emu,
+        MountOptions {
+            extra_toml: format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+            ..Default::default()
+        },
+    );
+    for i in 0..40 {
+        std::fs::write(m.path(&format!("library/x{i}.txt")), b"x").unwrap();
+    }
+    let getxattrs = || {
+        let text = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics"))
+            .unwrap()
+            .text()
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("bridgefs_fuse_requests_total{op=\"getxattr\"} "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = getxattrs();
+    sh_ok(&format!(
+        "ls -l {} > /dev/null",
+        m.path("library").display()
+    ));
+    let asked = getxattrs() - before;
+    // ENODATA made ls ask twice per entry (over 80 here); ENOTSUP once.
+    assert!(
+        asked < 10,
+        "getxattr requests for ls -l of 40+ entries: {asked}"
+    );
 }

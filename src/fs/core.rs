@@ -1636,7 +1636,15 @@ impl BridgeFs {
         }
     }
 
+    /// `user.bridgefs.*` is the backends'; any other `user.*` name simply
+    /// is not there (ENODATA). The namespaces bridgefs does not implement
+    /// (`security.*`, `system.*`, `trusted.*`) answer ENOTSUP: `ls -l` then
+    /// stops asking for them for the rest of a listing, where ENODATA makes
+    /// it ask again for every entry.
     pub async fn getxattr(&self, ino: Ino, name: &str) -> FsResult<Vec<u8>> {
+        if !name.starts_with("user.") {
+            return Err(FsError::NotSupported);
+        }
         if !name.starts_with(XATTR_PREFIX) {
             return Err(FsError::NoData);
         }
