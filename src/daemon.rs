@@ -24,22 +24,26 @@ pub fn build_mounts(config: &Config, http: &HttpClient) -> Result<Vec<Mounted>, 
         let (clients, templates) = backends::backoffice::backends(b, http.clone())?;
         mounts.push(Mounted {
             name: b.mount_as.clone(),
+            api: "back office",
             backend: clients,
         });
         mounts.push(Mounted {
             name: b.templates_as.clone(),
+            api: "back office",
             backend: templates,
         });
     }
     for l in &config.library {
         mounts.push(Mounted {
             name: l.mount_as.clone(),
+            api: "file library",
             backend: backends::library::backend(l, http.clone())?,
         });
     }
     for f in &config.files {
         mounts.push(Mounted {
             name: f.mount_as.clone(),
+            api: "Files apps",
             backend: backends::files::backend(f, http.clone())?,
         });
     }
@@ -129,9 +133,7 @@ pub fn run(config: Config, mountpoint: &Path, config_path: Option<&Path>) -> Res
         let _enter = rt.enter();
         build_fs(&config, &http).map_err(RunError::Setup)?
     };
-    let unreachable = rt
-        .block_on(warn_unreachable(&config, &http))
-        .map_err(RunError::Setup)?;
+    let unreachable = rt.block_on(warn_unreachable(&fs));
     let (done, left) = rt.block_on(fs.recover());
     if done + left > 0 {
         tracing::info!(uploaded = done, still_pending = left, "journal replayed");
@@ -257,14 +259,12 @@ const START_CHECK_WAIT: Duration = Duration::from_secs(2);
 
 /// Tries every place once before mounting and logs a warning for each one
 /// that fails: the mount then serves the rest. Returns `check`'s lines.
-async fn warn_unreachable(config: &Config, http: &HttpClient) -> Result<Vec<String>, String> {
-    let mounts = build_mounts(config, http)?;
-    let apis = api_names(config);
-    let failed = crate::service::probe::unreachable(&mounts, &apis, http, START_CHECK_WAIT).await;
+async fn warn_unreachable(fs: &BridgeFs) -> Vec<String> {
+    let failed = crate::service::probe::unreachable(fs.mounts(), START_CHECK_WAIT).await;
     for p in &failed {
         tracing::warn!("unreachable at start: {}", p.line());
     }
-    Ok(failed.iter().map(|p| p.line()).collect())
+    failed.iter().map(|p| p.line()).collect()
 }
 
 /// What a metrics scrape shows, gathered afresh each time.
@@ -460,20 +460,6 @@ impl StatusReporter {
     }
 }
 
-/// The API behind each mount, in [`build_mounts`]' order.
-pub fn api_names(config: &Config) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    out.extend(
-        config
-            .backoffice
-            .iter()
-            .flat_map(|_| ["back office", "back office"]),
-    );
-    out.extend(config.library.iter().map(|_| "file library"));
-    out.extend(config.files.iter().map(|_| "Files apps"));
-    out
-}
-
 /// `bridgefs check`: reaches every place and prints one line for each.
 /// Returns whether everything answered. Retries are few: a check says
 /// what is wrong now rather than waiting it out.
@@ -489,11 +475,7 @@ pub fn check(config: &Config) -> Result<bool, String> {
         let _enter = rt.enter();
         build_mounts(config, &http)?
     };
-    let probes = rt.block_on(crate::service::probe::probe(
-        &mounts,
-        &api_names(config),
-        &http,
-    ));
+    let probes = rt.block_on(crate::service::probe::probe(&mounts));
     for p in &probes {
         println!("{}", p.line());
     }

@@ -178,8 +178,8 @@ fn main() -> ExitCode {
             .map_err(Failure::Setup)
             .and_then(|call| {
                 helper::run(&call).map_err(|e| match e {
-                    helper::HelperError::Setup(m) => Failure::Setup(m),
-                    helper::HelperError::Runtime(m) => Failure::Runtime(m),
+                    daemon::RunError::Setup(m) => Failure::Setup(m),
+                    daemon::RunError::Runtime(m) => Failure::Runtime(m),
                 })
             });
         return exit(result);

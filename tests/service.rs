@@ -11,6 +11,19 @@ use bridgefs::emulator::Faults;
 use common::remote::Remote;
 use common::*;
 
+/// Writes `rel` while every library upload answers 503: close reports
+/// the failure, the bytes stay spooled and journaled. Faults stay on.
+fn write_with_uploads_refused(emu: &Emulator, m: &Mount, rel: &str, data: &[u8]) {
+    emu.set_faults(Faults {
+        error_rate: 1.0,
+        path_contains: Some("fileUploadS3".into()),
+        ..Default::default()
+    });
+    let mut f = std::fs::File::create(m.path(rel)).unwrap();
+    f.write_all(data).unwrap();
+    assert!(f.sync_all().is_err(), "the upload failed");
+}
+
 #[test]
 fn a_second_daemon_on_the_same_directories_refuses_and_the_first_keeps_its_spool() {
     let emu = Emulator::demo();
@@ -53,17 +66,8 @@ fn kill_9_then_a_plain_restart_on_the_same_mountpoint_serves_and_uploads_the_jou
     let mut m = Mount::start(&emu);
     let remote = Remote::new(&emu.url());
     std::fs::read_dir(m.path("library")).unwrap().count();
-    // Every upload refused with 503: close fails, the file stays journaled.
-    emu.set_faults(Faults {
-        error_rate: 1.0,
-        path_contains: Some("fileUploadS3".into()),
-        ..Default::default()
-    });
     let data = pattern(50_000, 9);
-    let mut f = std::fs::File::create(m.path("library/crash.bin")).unwrap();
-    f.write_all(&data).unwrap();
-    assert!(f.sync_all().is_err(), "the upload failed");
-    drop(f);
+    write_with_uploads_refused(&emu, &m, "library/crash.bin", &data);
     let pending_dir = m.state_dir().join("pending");
     let pending = || {
         std::fs::read_dir(&pending_dir)
@@ -705,17 +709,9 @@ fn a_second_sigterm_exits_at_once_and_the_upload_stays_journaled() {
     );
     let remote = Remote::new(&emu.url());
     std::fs::read_dir(m.path("library")).unwrap().count();
-    // Every upload fails: the file stays dirty, the drain would take 60 s.
-    emu.set_faults(Faults {
-        error_rate: 1.0,
-        path_contains: Some("fileUploadS3".into()),
-        ..Default::default()
-    });
+    // The file stays dirty: the drain would take 60 s.
     let data = pattern(30_000, 6);
-    let mut f = std::fs::File::create(m.path("library/slow.bin")).unwrap();
-    f.write_all(&data).unwrap();
-    assert!(f.sync_all().is_err());
-    drop(f);
+    write_with_uploads_refused(&emu, &m, "library/slow.bin", &data);
     let pid = m.pid().unwrap() as i32;
     let started = Instant::now();
     // SAFETY: the test's own daemon.

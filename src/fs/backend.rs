@@ -83,6 +83,13 @@ pub trait Backend: Send + Sync {
             .find(|e| e.key == entry.key))
     }
 
+    /// True when the top level is listed from the config alone (client
+    /// ids, app names): reaching it proves nothing, its children are
+    /// reached instead.
+    fn root_from_config(&self) -> bool {
+        false
+    }
+
     /// One cheap call showing that `dir` answers and accepts the
     /// credentials (the start-up check). Default: listing it.
     async fn reach(&self, dir: &Key) -> FsResult<()> {

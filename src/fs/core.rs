@@ -58,6 +58,8 @@ pub struct FsOptions {
 /// A backend mounted under a top-level name.
 pub struct Mounted {
     pub name: String,
+    /// The API behind it, as admins name it (`back office`), for messages.
+    pub api: &'static str,
     pub backend: Arc<dyn Backend>,
 }
 
@@ -184,10 +186,6 @@ impl BridgeFs {
         }))
     }
 
-    pub fn ttl(&self) -> Duration {
-        self.opts.metadata_ttl
-    }
-
     // ----- helpers -------------------------------------------------------
 
     fn lock_for(&self, ino: Ino) -> Arc<tokio::sync::Mutex<()>> {
@@ -195,6 +193,23 @@ impl BridgeFs {
     }
 
     /// (backend index, backend, entry) of a node below a backend.
+    /// The spool of `ino`, if it has one.
+    fn local_of(&self, ino: Ino) -> Option<Arc<LocalFile>> {
+        self.state
+            .lock()
+            .table
+            .get(ino)
+            .and_then(|n| n.local.clone())
+    }
+
+    /// The backend serving `ino` (no copy of its entry: reads ask this).
+    fn backend_of(&self, ino: Ino) -> FsResult<Arc<dyn Backend>> {
+        let st = self.state.lock();
+        let node = st.table.get(ino).ok_or(FsError::NotFound)?;
+        let b = node.backend.ok_or(FsError::NotPermitted)?;
+        Ok(self.mounts[b].backend.clone())
+    }
+
     fn remote_of(&self, ino: Ino) -> FsResult<(usize, Arc<dyn Backend>, Entry)> {
         let st = self.state.lock();
         let node = st.table.get(ino).ok_or(FsError::NotFound)?;
@@ -312,11 +327,13 @@ impl BridgeFs {
         }
         // Remote renames, deletes and overwrites: the kernel forgets the
         // names that went and the pages of what changed.
+        let now: HashSet<&str> = list.iter().map(|(n, _)| n.as_str()).collect();
         let gone: Vec<(Ino, String)> = before
             .into_iter()
-            .filter(|n| !list.iter().any(|(m, _)| m == n))
+            .filter(|n| !now.contains(n.as_str()))
             .map(|n| (dir, n))
             .collect();
+        drop(now);
         let changed = st.table.take_changed();
         // Files created here and not uploaded yet stay visible.
         let locals: Vec<(String, Ino)> = st
@@ -848,24 +865,12 @@ impl BridgeFs {
     /// The spool of a file, created (and filled from the remote unless the
     /// content is about to be truncated) on first use.
     async fn ensure_local(&self, ino: Ino, empty: bool) -> FsResult<Arc<LocalFile>> {
-        if let Some(l) = self
-            .state
-            .lock()
-            .table
-            .get(ino)
-            .and_then(|n| n.local.clone())
-        {
+        if let Some(l) = self.local_of(ino) {
             return Ok(l);
         }
         let lock = self.lock_for(ino);
         let _guard = lock.lock().await;
-        if let Some(l) = self
-            .state
-            .lock()
-            .table
-            .get(ino)
-            .and_then(|n| n.local.clone())
-        {
+        if let Some(l) = self.local_of(ino) {
             return Ok(l);
         }
         let local = Arc::new(self.spool.create()?);
@@ -918,7 +923,7 @@ impl BridgeFs {
         offset: u64,
         size: u32,
     ) -> FsResult<Bytes> {
-        let (_, backend, _) = self.remote_of(ino)?;
+        let backend = self.backend_of(ino)?;
         let read = |p: Pinned| {
             let backend = backend.clone();
             async move {
@@ -1139,6 +1144,12 @@ impl BridgeFs {
         }
     }
 
+    /// The backends served, as configured (the start-up check reaches
+    /// them through the same clients, sessions and caches).
+    pub fn mounts(&self) -> &[Mounted] {
+        &self.mounts
+    }
+
     /// Connects the kernel's caches (after mounting).
     pub fn set_kernel_cache(&self, k: Arc<dyn super::kernel::KernelCache>) {
         *self.kernel.write() = Some(k);
@@ -1272,13 +1283,7 @@ impl BridgeFs {
     pub fn retry_refused(self: &Arc<Self>) {
         let refused = self.locals_where(|_, l| l.refused().is_some());
         for ino in refused {
-            if let Some(l) = self
-                .state
-                .lock()
-                .table
-                .get(ino)
-                .and_then(|n| n.local.clone())
-            {
+            if let Some(l) = self.local_of(ino) {
                 l.set_refused(None);
             }
             self.spawn_retry(ino);
@@ -1318,13 +1323,7 @@ impl BridgeFs {
     /// first, then one upload; on failure the spool and the record stay and
     /// a background retry starts.
     pub async fn commit(self: &Arc<Self>, ino: Ino) -> FsResult<()> {
-        let Some(local) = self
-            .state
-            .lock()
-            .table
-            .get(ino)
-            .and_then(|n| n.local.clone())
-        else {
+        let Some(local) = self.local_of(ino) else {
             return Ok(());
         };
         let _upload = local.upload.lock().await;
@@ -1452,12 +1451,7 @@ impl BridgeFs {
         &self,
         ino: Ino,
     ) -> FsResult<(Option<tokio::sync::OwnedMutexGuard<()>>, bool, Entry)> {
-        let local = self
-            .state
-            .lock()
-            .table
-            .get(ino)
-            .and_then(|n| n.local.clone());
+        let local = self.local_of(ino);
         let guard = match local {
             Some(l) => Some(l.upload.clone().lock_owned().await),
             None => None,
@@ -1553,12 +1547,7 @@ impl BridgeFs {
         let (_, _, from_dir) = self.remote_of(parent)?;
         // Hold the file's upload so it cannot go out under the old name.
         let (_upload, src_remote, entry) = self.settle(src).await?;
-        let src_local = self
-            .state
-            .lock()
-            .table
-            .get(src)
-            .and_then(|n| n.local.clone());
+        let src_local = self.local_of(src);
         let new_entry = if src_remote {
             Some(
                 backend

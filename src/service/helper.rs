@@ -15,6 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::daemon::RunError;
 
 /// The subcommands of the binary: a first argument that is one of them is
 /// not a helper call.
@@ -82,19 +83,11 @@ pub fn parse(args: &[OsString]) -> Result<HelperCall, String> {
     }
 }
 
-/// Why a helper call failed: a setup error (exit 2, as the daemon's own),
-/// or a failure at run time (exit 1).
-#[derive(Debug)]
-pub enum HelperError {
-    Setup(String),
-    Runtime(String),
-}
-
 /// Checks the config, starts the daemon in the background and returns
 /// once the mount is live (or the daemon has failed, with its reason and
 /// its kind of exit status).
-pub fn run(call: &HelperCall) -> Result<(), HelperError> {
-    start(call).map_err(HelperError::Setup)?.wait()
+pub fn run(call: &HelperCall) -> Result<(), RunError> {
+    start(call).map_err(RunError::Setup)?.wait()
 }
 
 /// The background daemon, started.
@@ -160,21 +153,21 @@ fn start(call: &HelperCall) -> Result<Started, String> {
 
 impl Started {
     /// Until the mount is live, the daemon has exited, or time is up.
-    fn wait(mut self) -> Result<(), HelperError> {
+    fn wait(mut self) -> Result<(), RunError> {
         let started = Instant::now();
         loop {
             let exited = self
                 .child
                 .try_wait()
-                .map_err(|e| HelperError::Runtime(e.to_string()))?;
+                .map_err(|e| RunError::Runtime(e.to_string()))?;
             if let Some(status) = exited {
                 let why = format!(
                     "the daemon exited ({status}) before mounting: {}",
                     log_since(&self.log_path, self.start_of_log)
                 );
                 return Err(match status.code() {
-                    Some(2) => HelperError::Setup(why),
-                    _ => HelperError::Runtime(why),
+                    Some(2) => RunError::Setup(why),
+                    _ => RunError::Runtime(why),
                 });
             }
             // Ours: the topmost mount there, of our type (not an automount
@@ -184,7 +177,7 @@ impl Started {
                 return Ok(());
             }
             if started.elapsed() > READY_WAIT {
-                return Err(HelperError::Runtime(format!(
+                return Err(RunError::Runtime(format!(
                     "not mounted after {}s; the daemon (pid {}) goes on trying, see {}",
                     READY_WAIT.as_secs(),
                     self.child.id(),

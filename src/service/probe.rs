@@ -1,15 +1,14 @@
 //! Reaching every configured place: each backend's top level and, one
 //! level down, each app or client. Used by `bridgefs check` (printed, exit
 //! status) and by `mount` at start (a warning per place that fails, kept
-//! for `status`, while the rest is served). A place whose listing comes
-//! from the config alone (the client ids, the app names) made no call, so
-//! it is never reported as reached.
+//! for `status`, while the rest is served). A top level listed from the
+//! config alone (client ids, app names; the backend says so) made no call,
+//! so it is never reported as reached.
 
 use std::time::Duration;
 
 use crate::fs::backend::Kind;
 use crate::fs::core::Mounted;
-use crate::remote::http::HttpClient;
 
 /// How many places below a top level are tried.
 const CHILDREN: usize = 20;
@@ -57,78 +56,75 @@ impl Probe {
     pub fn failed(&self) -> bool {
         matches!(self.outcome, Outcome::Failed(..))
     }
+
+    fn failed_at(m: &Mounted, place: String, e: &crate::fs::FsError) -> Probe {
+        Probe {
+            place,
+            api: m.api,
+            outcome: Outcome::Failed(e.to_string(), e.errno()),
+        }
+    }
 }
 
-fn calls(http: &HttpClient) -> u64 {
-    http.stats().values().map(|s| s.calls).sum()
-}
-
-/// Tries every place of `mounts`; `apis` names the API of each mount.
-pub async fn probe(mounts: &[Mounted], apis: &[&'static str], http: &HttpClient) -> Vec<Probe> {
+/// `check`: every place of `mounts`, one after the other, each listed.
+pub async fn probe(mounts: &[Mounted]) -> Vec<Probe> {
     let mut out = Vec::new();
-    for (m, api) in mounts.iter().zip(apis) {
-        let before = calls(http);
-        let root = m.backend.root();
+    for m in mounts {
         let place = format!("{}/", m.name);
-        let entries = match m.backend.list(&root).await {
+        let entries = match m.backend.list(&m.backend.root()).await {
             Ok(e) => e,
             Err(e) => {
-                out.push(Probe {
-                    place,
-                    api,
-                    outcome: Outcome::Failed(e.to_string(), e.errno()),
-                });
+                out.push(Probe::failed_at(m, place, &e));
                 continue;
             }
         };
-        let outcome = if calls(http) > before {
-            Outcome::Reached(entries.len())
-        } else {
-            Outcome::FromConfig(entries.len())
+        let outcome = match m.backend.root_from_config() {
+            true => Outcome::FromConfig(entries.len()),
+            false => Outcome::Reached(entries.len()),
         };
         out.push(Probe {
             place,
-            api,
+            api: m.api,
             outcome,
         });
-        let dirs = entries
-            .iter()
-            .filter(|e| e.kind == Kind::Dir)
-            .take(CHILDREN);
-        for e in dirs {
+        for e in children(&entries) {
             let place = format!("{}/{}/", m.name, e.name);
-            let outcome = match m.backend.list(&e.key).await {
-                Ok(children) => Outcome::Reached(children.len()),
-                Err(err) => Outcome::Failed(err.to_string(), err.errno()),
-            };
-            out.push(Probe {
-                place,
-                api,
-                outcome,
+            out.push(match m.backend.list(&e.key).await {
+                Ok(c) => Probe {
+                    place,
+                    api: m.api,
+                    outcome: Outcome::Reached(c.len()),
+                },
+                Err(err) => Probe::failed_at(m, place, &err),
             });
         }
     }
     out
 }
 
+/// The directories below a top level that are tried.
+fn children(
+    entries: &[crate::fs::backend::Entry],
+) -> impl Iterator<Item = &crate::fs::backend::Entry> {
+    entries
+        .iter()
+        .filter(|e| e.kind == Kind::Dir)
+        .take(CHILDREN)
+}
+
 /// The start-up check: one cheap call per place (see [`Backend::reach`]),
-/// the backends at once, all within `deadline`. A top level that answered
-/// from the config alone has its children reached instead. Returns the
-/// places that failed.
+/// the backends at once, all within `deadline`. A top level listed from
+/// the config has its children reached instead. Returns the places that
+/// failed.
 ///
 /// [`Backend::reach`]: crate::fs::backend::Backend::reach
-pub async fn unreachable(
-    mounts: &[Mounted],
-    apis: &[&'static str],
-    http: &HttpClient,
-    deadline: Duration,
-) -> Vec<Probe> {
-    let tries = mounts.iter().zip(apis).map(|(m, api)| async move {
-        match tokio::time::timeout(deadline, reach_mount(m, api, http)).await {
+pub async fn unreachable(mounts: &[Mounted], deadline: Duration) -> Vec<Probe> {
+    let tries = mounts.iter().map(|m| async move {
+        match tokio::time::timeout(deadline, reach_mount(m)).await {
             Ok(failed) => failed,
             Err(_) => vec![Probe {
                 place: format!("{}/", m.name),
-                api,
+                api: m.api,
                 outcome: Outcome::Failed(format!("no answer within {deadline:?}"), libc::ETIMEDOUT),
             }],
         }
@@ -140,26 +136,22 @@ pub async fn unreachable(
         .collect()
 }
 
-async fn reach_mount(m: &Mounted, api: &'static str, http: &HttpClient) -> Vec<Probe> {
-    let failed = |place: String, e: crate::fs::FsError| Probe {
-        place,
-        api,
-        outcome: Outcome::Failed(e.to_string(), e.errno()),
-    };
-    let before = calls(http);
-    let entries = match m.backend.list(&m.backend.root()).await {
-        Ok(entries) if calls(http) == before => entries,
-        Ok(_) => return Vec::new(),
-        Err(e) => return vec![failed(format!("{}/", m.name), e)],
+async fn reach_mount(m: &Mounted) -> Vec<Probe> {
+    let root = m.backend.root();
+    if !m.backend.root_from_config() {
+        return match m.backend.reach(&root).await {
+            Ok(()) => Vec::new(),
+            Err(e) => vec![Probe::failed_at(m, format!("{}/", m.name), &e)],
+        };
+    }
+    let entries = match m.backend.list(&root).await {
+        Ok(entries) => entries,
+        Err(e) => return vec![Probe::failed_at(m, format!("{}/", m.name), &e)],
     };
     let mut out = Vec::new();
-    for e in entries
-        .iter()
-        .filter(|e| e.kind == Kind::Dir)
-        .take(CHILDREN)
-    {
+    for e in children(&entries) {
         if let Err(err) = m.backend.reach(&e.key).await {
-            out.push(failed(format!("{}/{}/", m.name, e.name), err));
+            out.push(Probe::failed_at(m, format!("{}/{}/", m.name, e.name), &err));
         }
     }
     out

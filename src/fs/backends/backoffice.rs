@@ -236,6 +236,10 @@ impl Backend for ClientsBackend {
         CLIENTS.into()
     }
 
+    fn root_from_config(&self) -> bool {
+        true
+    }
+
     async fn list(&self, dir: &Key) -> FsResult<Vec<Entry>> {
         if parse(dir)? == Node::Root {
             return Ok(self

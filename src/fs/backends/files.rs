@@ -339,6 +339,10 @@ impl Backend for FilesBackend {
         }
     }
 
+    fn root_from_config(&self) -> bool {
+        true
+    }
+
     /// The app's own record: one call, whatever the number of its files.
     async fn reach(&self, dir: &Key) -> FsResult<()> {
         match parse(dir)? {
