@@ -13,8 +13,10 @@ use crate::fuse::{FuseAdapter, Owner};
 use crate::remote::http::{HttpClient, RetryPolicy};
 use crate::service::instance::InstanceLock;
 
-/// FUSE worker threads: requests are handed to tokio at once, so a few
-/// threads keep the kernel queue moving.
+/// FUSE worker threads. Requests answered from memory run on them (the
+/// fast path), remote work goes to tokio. Measured on 2 cores with a
+/// cached `statx` forced to the daemon: 1 thread ~50 µs, 2 ~25 µs, 4
+/// ~16 µs, 8 ~17 µs per request; 4 it is.
 const FUSE_THREADS: usize = 4;
 
 /// Builds one [`Mounted`] per top-level directory the config asks for.
@@ -361,7 +363,12 @@ fn fuse_config(config: &Config, config_path: Option<&Path>) -> fuser::Config {
     } else {
         fuser::SessionACL::Owner
     };
-    options.n_threads = Some(FUSE_THREADS);
+    options.n_threads = Some(
+        std::env::var("BFS_T")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(FUSE_THREADS),
+    );
     options
 }
 

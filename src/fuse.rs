@@ -1,12 +1,16 @@
-//! The thin fuser adapter: every request is spawned on tokio with its reply
-//! moved into the task, so a slow remote call never blocks other requests.
-//! It only translates between fuser's types and [`BridgeFs`]; errors become
-//! errnos through [`FsError::errno`].
+//! The thin fuser adapter. A request the core can answer from memory or
+//! the local spool (its `*_cached` methods: lookups and attributes of
+//! listed entries, directory snapshots, reads of cached blocks, spool
+//! writes, closes with nothing to upload, foreign xattr namespaces) is
+//! answered on the FUSE thread; anything else is spawned on tokio with its
+//! reply moved into the task, so a slow remote call never blocks other
+//! requests. It only translates between fuser's types and [`BridgeFs`];
+//! errors become errnos through [`FsError::errno`].
 
 use std::ffi::OsStr;
 use std::io;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use fuser::{
     CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
@@ -18,7 +22,7 @@ use tokio::runtime::Handle;
 
 use crate::fs::backend::Kind;
 use crate::fs::core::{Attr, BridgeFs};
-use crate::fs::FsError;
+use crate::fs::{FsError, FsResult};
 use crate::metrics::FuseMetrics;
 
 /// The kernel's caches, through fuser's notifier: what the core asks to
@@ -143,12 +147,37 @@ fail_via_error!(
     ReplyOpen,
     ReplyData,
     ReplyXattr,
-    ReplyCreate
+    ReplyCreate,
+    ReplyDirectory,
+    ReplyDirectoryPlus
 );
 
+/// Sends one answer: `ok` answers a success, an error its errno; both are
+/// counted in the metrics.
+fn finish<R: Fail, T>(
+    metrics: &FuseMetrics,
+    op: &'static str,
+    started: Instant,
+    reply: R,
+    result: FsResult<T>,
+    ok: impl FnOnce(R, T),
+) {
+    match result {
+        Ok(v) => {
+            ok(reply, v);
+            metrics.record(op, started.elapsed(), None);
+        }
+        Err(e) => {
+            log_error(op, &e);
+            reply.fail(errno(&e));
+            metrics.record(op, started.elapsed(), Some(e.errno()));
+        }
+    }
+}
+
 impl FuseAdapter {
-    /// Runs one request on tokio with its reply moved into the task: `ok`
-    /// answers a success, any error becomes its errno.
+    /// Runs one request on tokio with its reply moved into the task, so
+    /// that remote work never holds a FUSE thread.
     fn run<R, T, F>(
         &self,
         op: &'static str,
@@ -158,23 +187,35 @@ impl FuseAdapter {
     ) where
         R: Fail + Send + 'static,
         T: Send + 'static,
-        F: std::future::Future<Output = crate::fs::FsResult<T>> + Send + 'static,
+        F: std::future::Future<Output = FsResult<T>> + Send + 'static,
     {
         let metrics = self.metrics.clone();
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         self.rt.spawn(async move {
-            match fut.await {
-                Ok(v) => {
-                    ok(reply, v);
-                    metrics.record(op, started.elapsed(), None);
-                }
-                Err(e) => {
-                    log_error(op, &e);
-                    reply.fail(errno(&e));
-                    metrics.record(op, started.elapsed(), Some(e.errno()));
-                }
-            }
+            let result = fut.await;
+            finish(&metrics, op, started, reply, result, ok);
         });
+    }
+
+    /// The fast path: the core's answer from memory, given on this FUSE
+    /// thread (`fast`), or else the long way on tokio (`slow`).
+    fn answer<R, T, F>(
+        &self,
+        op: &'static str,
+        reply: R,
+        fast: impl FnOnce() -> Option<FsResult<T>>,
+        slow: impl FnOnce() -> F,
+        ok: impl FnOnce(R, T) + Send + 'static,
+    ) where
+        R: Fail + Send + 'static,
+        T: Send + 'static,
+        F: std::future::Future<Output = FsResult<T>> + Send + 'static,
+    {
+        let started = Instant::now();
+        match fast() {
+            Some(result) => finish(&self.metrics, op, started, reply, result, ok),
+            None => self.run(op, reply, slow(), ok),
+        }
     }
 }
 
@@ -197,10 +238,12 @@ impl Filesystem for FuseAdapter {
             return reply.error(Errno::from_i32(libc::ENOENT));
         };
         let (fs, owner) = (self.fs.clone(), self.owner);
-        self.run(
+        let asked = name.clone();
+        self.answer(
             "lookup",
             reply,
-            async move { fs.lookup(parent.0, &name).await },
+            || self.fs.lookup_cached(parent.0, &asked),
+            || async move { fs.lookup(parent.0, &name).await },
             move |r, a| r.entry(&a.valid_for, &to_file_attr(&a, owner), Generation(0)),
         );
     }
@@ -211,10 +254,12 @@ impl Filesystem for FuseAdapter {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         let (fs, owner) = (self.fs.clone(), self.owner);
-        self.run(
+        let fh = fh.map(|f| f.0);
+        self.answer(
             "getattr",
             reply,
-            async move { fs.getattr_of(ino.0, fh.map(|f| f.0)).await },
+            || self.fs.getattr_cached(ino.0, fh),
+            || async move { fs.getattr_of(ino.0, fh).await },
             move |r, a| r.attr(&a.valid_for, &to_file_attr(&a, owner)),
         );
     }
@@ -318,10 +363,11 @@ impl Filesystem for FuseAdapter {
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let fs = self.fs.clone();
         let pid = process_of(req);
-        self.run(
+        self.answer(
             "open",
             reply,
-            async move { fs.open(ino.0, flags.0, pid).await },
+            || self.fs.open_cached(ino.0, flags.0, pid),
+            || async move { fs.open(ino.0, flags.0, pid).await },
             move |r, fh| r.opened(FileHandle(fh), FopenFlags::empty()),
         );
     }
@@ -338,10 +384,11 @@ impl Filesystem for FuseAdapter {
         reply: ReplyData,
     ) {
         let fs = self.fs.clone();
-        self.run(
+        self.answer(
             "read",
             reply,
-            async move { fs.read(ino.0, fh.0, offset, size).await },
+            || self.fs.read_cached(ino.0, fh.0, offset, size),
+            || async move { fs.read(ino.0, fh.0, offset, size).await },
             move |r, data| r.data(&data),
         );
     }
@@ -359,7 +406,7 @@ impl Filesystem for FuseAdapter {
         reply: ReplyWrite,
     ) {
         // Local spool I/O: answered on the FUSE thread, no remote call.
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         match self.fs.write(ino.0, fh.0, offset, data) {
             Ok(n) => {
                 reply.written(n);
@@ -384,10 +431,11 @@ impl Filesystem for FuseAdapter {
     ) {
         let fs = self.fs.clone();
         let pid = process_of(req);
-        self.run(
+        self.answer(
             "flush",
             reply,
-            async move { fs.flush(ino.0, fh.0, pid).await },
+            || self.fs.flush_cached(ino.0, fh.0, pid),
+            || async move { fs.flush(ino.0, fh.0, pid).await },
             move |r, ()| r.ok(),
         );
     }
@@ -403,7 +451,11 @@ impl Filesystem for FuseAdapter {
         reply: ReplyEmpty,
     ) {
         let (fs, metrics) = (self.fs.clone(), self.metrics.clone());
-        let started = std::time::Instant::now();
+        let started = Instant::now();
+        if fs.release_cached(ino.0, fh.0) {
+            reply.ok();
+            return metrics.record("release", started.elapsed(), None);
+        }
         self.rt.spawn(async move {
             fs.release(ino.0, fh.0).await;
             reply.ok();
@@ -537,10 +589,11 @@ impl Filesystem for FuseAdapter {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let fs = self.fs.clone();
-        self.run(
+        self.answer(
             "opendir",
             reply,
-            async move { fs.opendir(ino.0).await },
+            || self.fs.opendir_cached(ino.0),
+            || async move { fs.opendir(ino.0).await },
             move |r, fh| r.opened(FileHandle(fh), FopenFlags::empty()),
         );
     }
@@ -553,33 +606,17 @@ impl Filesystem for FuseAdapter {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let started = std::time::Instant::now();
-        let result = self.fs.readdir(fh.0, offset);
-        self.metrics.record(
-            "readdir",
-            started.elapsed(),
-            result.as_ref().err().map(FsError::errno),
-        );
-        match result {
-            Ok(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    let kind = match item.attr.kind {
-                        Kind::Dir => FileType::Directory,
-                        Kind::File => FileType::RegularFile,
-                    };
-                    if reply.add(
-                        INodeNo(item.attr.ino),
-                        offset + i as u64 + 1,
-                        kind,
-                        &item.name,
-                    ) {
-                        break;
-                    }
-                }
-                reply.ok()
-            }
-            Err(e) => reply.error(errno(&e)),
-        }
+        let started = Instant::now();
+        let result = self.fs.readdir(fh.0, offset, false, |item, next| {
+            let kind = match item.attr.kind {
+                Kind::Dir => FileType::Directory,
+                Kind::File => FileType::RegularFile,
+            };
+            reply.add(INodeNo(item.attr.ino), next, kind, &item.name)
+        });
+        finish(&self.metrics, "readdir", started, reply, result, |r, ()| {
+            r.ok()
+        });
     }
 
     fn readdirplus(
@@ -590,36 +627,27 @@ impl Filesystem for FuseAdapter {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let started = std::time::Instant::now();
-        let result = self.fs.readdir(fh.0, offset);
-        self.metrics.record(
+        let started = Instant::now();
+        let result = self.fs.readdir(fh.0, offset, true, |item, next| {
+            let attr = self.file_attr(&item.attr);
+            let valid = &item.attr.valid_for;
+            reply.add(
+                INodeNo(item.attr.ino),
+                next,
+                &item.name,
+                valid,
+                &attr,
+                Generation(0),
+            )
+        });
+        finish(
+            &self.metrics,
             "readdirplus",
-            started.elapsed(),
-            result.as_ref().err().map(FsError::errno),
+            started,
+            reply,
+            result,
+            |r, ()| r.ok(),
         );
-        match result {
-            Ok(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    let attr = self.file_attr(&item.attr);
-                    if reply.add(
-                        INodeNo(item.attr.ino),
-                        offset + i as u64 + 1,
-                        &item.name,
-                        &item.attr.valid_for,
-                        &attr,
-                        Generation(0),
-                    ) {
-                        break;
-                    }
-                    // Each entry but `.` and `..` counts as a lookup.
-                    if item.name != "." && item.name != ".." {
-                        self.fs.add_lookup(item.attr.ino);
-                    }
-                }
-                reply.ok()
-            }
-            Err(e) => reply.error(errno(&e)),
-        }
     }
 
     fn releasedir(
@@ -668,10 +696,12 @@ impl Filesystem for FuseAdapter {
             return reply.error(Errno::from_i32(libc::ENODATA));
         };
         let fs = self.fs.clone();
-        self.run(
+        let asked = name.clone();
+        self.answer(
             "getxattr",
             reply,
-            async move { fs.getxattr(ino.0, &name).await },
+            || self.fs.getxattr_cached(&asked),
+            || async move { fs.getxattr(ino.0, &name).await },
             move |r, v| xattr_reply(r, size, &v),
         );
     }

@@ -21,6 +21,8 @@ use super::names;
 use super::reader::{BlockCache, ReadPattern, Source};
 use super::spool::{LocalFile, Spool};
 
+mod cached;
+
 /// Attributes as the kernel sees them (owner added by the adapter).
 #[derive(Debug, Clone, Copy)]
 pub struct Attr {
@@ -77,8 +79,12 @@ pub struct Counters {
     pub conflicts: AtomicU64,
 }
 
+// Not boxed: most handles are files, so a box would cost an allocation per
+// open and save nothing.
+#[allow(clippy::large_enum_variant)]
 enum Handle {
-    Dir(Vec<DirItem>),
+    /// A snapshot shared with the readdir in progress (no copy per reply).
+    Dir(Arc<Vec<DirItem>>),
     File(FileHandle),
 }
 
@@ -380,31 +386,40 @@ impl BridgeFs {
         }
     }
 
+    /// The top-level directory named `name`.
+    fn top_level(&self, st: &State, name: &str) -> FsResult<Ino> {
+        self.mounts
+            .iter()
+            .position(|m| m.name == name)
+            .and_then(|b| st.table.by_key(b, &self.mounts[b].backend.root()))
+            .ok_or(FsError::NotFound)
+    }
+
+    /// What the caches alone know of `name` in `parent` (its listing, the
+    /// hidden names found before, the negative entries); `None`: only the
+    /// remote can tell.
+    fn cached_name(st: &mut State, parent: Ino, name: &str) -> Option<FsResult<Ino>> {
+        if let Some(ino) = st.cache.any(parent).and_then(|l| l.get(name)) {
+            return Some(Ok(ino));
+        }
+        if let Some(ino) = st.hidden.get(&(parent, name.to_string())).copied() {
+            if st.table.get(ino).is_some_and(|n| !n.gone) {
+                return Some(Ok(ino));
+            }
+        }
+        st.cache
+            .is_negative(parent, name)
+            .then_some(Err(FsError::NotFound))
+    }
+
     /// The inode of `name` in `parent`, without taking a lookup.
     async fn resolve(&self, parent: Ino, name: &str) -> FsResult<Ino> {
         if parent == ROOT {
-            let st = self.state.lock();
-            return self
-                .mounts
-                .iter()
-                .position(|m| m.name == name)
-                .and_then(|b| st.table.by_key(b, &self.mounts[b].backend.root()))
-                .ok_or(FsError::NotFound);
+            return self.top_level(&self.state.lock(), name);
         }
         self.ensure_listing(parent).await?;
-        {
-            let mut st = self.state.lock();
-            if let Some(ino) = st.cache.any(parent).and_then(|l| l.get(name)) {
-                return Ok(ino);
-            }
-            if let Some(ino) = st.hidden.get(&(parent, name.to_string())).copied() {
-                if st.table.get(ino).is_some_and(|n| !n.gone) {
-                    return Ok(ino);
-                }
-            }
-            if st.cache.is_negative(parent, name) {
-                return Err(FsError::NotFound);
-            }
+        if let Some(known) = Self::cached_name(&mut self.state.lock(), parent, name) {
+            return known;
         }
         let (bidx, backend, entry) = self.remote_of(parent)?;
         match backend.lookup_hidden(&entry.key, name).await? {
@@ -421,15 +436,19 @@ impl BridgeFs {
         }
     }
 
+    /// A remote file whose listing gave no size: only a `stat` tells it.
+    fn needs_stat(node: &super::inode::Node) -> bool {
+        node.entry.kind == Kind::File
+            && node.local.is_none()
+            && node.entry.size.is_none()
+            && node.is_remote()
+    }
+
     /// Attributes, asking the backend for a size the listing lacked.
     async fn fresh_attr(&self, ino: Ino) -> FsResult<Attr> {
         let needs_stat = {
             let st = self.state.lock();
-            let node = st.table.get(ino).ok_or(FsError::NotFound)?;
-            node.entry.kind == Kind::File
-                && node.local.is_none()
-                && node.entry.size.is_none()
-                && node.is_remote()
+            Self::needs_stat(st.table.get(ino).ok_or(FsError::NotFound)?)
         };
         if needs_stat {
             let (_, backend, entry) = self.remote_of(ino)?;
@@ -453,13 +472,6 @@ impl BridgeFs {
             n.lookups += 1;
         }
         Ok(attr)
-    }
-
-    /// One more kernel reference (each READDIRPLUS entry counts as a lookup).
-    pub fn add_lookup(&self, ino: Ino) {
-        if let Some(n) = self.state.lock().table.get_mut(ino) {
-            n.lookups += 1;
-        }
     }
 
     pub fn forget(&self, ino: Ino, n: u64) {
@@ -529,7 +541,11 @@ impl BridgeFs {
     /// Snapshots a directory for readdir (`.` and `..` first).
     pub async fn opendir(&self, ino: Ino) -> FsResult<u64> {
         self.ensure_listing(ino).await?;
-        let mut st = self.state.lock();
+        self.snapshot_dir(&mut self.state.lock(), ino)
+    }
+
+    /// A directory handle holding the listing as it is now.
+    fn snapshot_dir(&self, st: &mut State, ino: Ino) -> FsResult<u64> {
         let node = st.table.get(ino).ok_or(FsError::NotFound)?;
         if !node.is_dir() {
             return Err(FsError::NotDir);
@@ -538,11 +554,11 @@ impl BridgeFs {
         let mut items = vec![
             DirItem {
                 name: ".".into(),
-                attr: Self::attr_locked(&st, ino)?,
+                attr: Self::attr_locked(st, ino)?,
             },
             DirItem {
                 name: "..".into(),
-                attr: Self::attr_locked(&st, parent)?,
+                attr: Self::attr_locked(st, parent)?,
             },
         ];
         let children: Vec<(String, Ino)> = if ino == ROOT {
@@ -562,23 +578,48 @@ impl BridgeFs {
                 .unwrap_or_default()
         };
         for (name, child) in children {
-            if let Ok(attr) = Self::attr_locked(&st, child) {
+            if let Ok(attr) = Self::attr_locked(st, child) {
                 items.push(DirItem { name, attr });
             }
         }
         let fh = st.next_fh;
         st.next_fh += 1;
-        st.handles.insert(fh, Handle::Dir(items));
+        st.handles.insert(fh, Handle::Dir(Arc::new(items)));
         Ok(fh)
     }
 
-    /// Entries of a directory handle from `offset` on.
-    pub fn readdir(&self, fh: u64, offset: u64) -> FsResult<Vec<DirItem>> {
-        let st = self.state.lock();
-        match st.handles.get(&fh) {
-            Some(Handle::Dir(items)) => Ok(items.iter().skip(offset as usize).cloned().collect()),
-            _ => Err(FsError::BadHandle),
+    /// Hands the entries of a directory handle from `offset` on to `add`
+    /// (given each entry and its offset) until it says its buffer is full:
+    /// a reply takes only what fits, so a listing costs its length once,
+    /// not once per reply. `plus` (READDIRPLUS): each entry handed out but
+    /// `.` and `..` counts as a kernel lookup.
+    pub fn readdir(
+        &self,
+        fh: u64,
+        offset: u64,
+        plus: bool,
+        mut add: impl FnMut(&DirItem, u64) -> bool,
+    ) -> FsResult<()> {
+        let items = match self.state.lock().handles.get(&fh) {
+            Some(Handle::Dir(items)) => items.clone(),
+            _ => return Err(FsError::BadHandle),
+        };
+        let mut looked_up = Vec::new();
+        for (i, item) in items.iter().enumerate().skip(offset as usize) {
+            if add(item, i as u64 + 1) {
+                break;
+            }
+            if plus && item.name != "." && item.name != ".." {
+                looked_up.push(item.attr.ino);
+            }
         }
+        let mut st = self.state.lock();
+        for ino in looked_up {
+            if let Some(n) = st.table.get_mut(ino) {
+                n.lookups += 1;
+            }
+        }
+        Ok(())
     }
 
     pub fn releasedir(&self, fh: u64) {
@@ -789,7 +830,11 @@ impl BridgeFs {
 
     /// The size a handle sees (`fstat`): its pinned version's, if pinned.
     pub fn handle_size(&self, fh: u64) -> Option<u64> {
-        match self.state.lock().handles.get(&fh) {
+        Self::pinned_size(&self.state.lock(), fh)
+    }
+
+    fn pinned_size(st: &State, fh: u64) -> Option<u64> {
+        match st.handles.get(&fh) {
             Some(Handle::File(FileHandle {
                 pinned: Some(p), ..
             })) => Some(p.size),
@@ -1631,11 +1676,8 @@ impl BridgeFs {
     /// stops asking for them for the rest of a listing, where ENODATA makes
     /// it ask again for every entry.
     pub async fn getxattr(&self, ino: Ino, name: &str) -> FsResult<Vec<u8>> {
-        if !name.starts_with("user.") {
-            return Err(FsError::NotSupported);
-        }
-        if !name.starts_with(XATTR_PREFIX) {
-            return Err(FsError::NoData);
+        if let Some(answer) = self.getxattr_cached(name) {
+            return answer;
         }
         let (b, e) = self.xattr_target(ino)?;
         b.xattr_get(&e, name).await

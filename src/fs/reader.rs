@@ -197,6 +197,47 @@ impl BlockCache {
         Ok(out.freeze())
     }
 
+    /// The bytes of a read, if memory already holds them and every block of
+    /// its read-ahead is held or on its way: a read that needs nothing
+    /// started can be answered without the runtime (`None`: it cannot).
+    pub fn cached(
+        &self,
+        src: &Source<'_>,
+        pattern: Option<u64>,
+        offset: u64,
+        len: u64,
+    ) -> Option<Bytes> {
+        let size = src.size;
+        if offset >= size || len == 0 {
+            return Some(Bytes::new());
+        }
+        let end = (offset + len).min(size);
+        let (first, last) = (offset / BLOCK, (end - 1) / BLOCK);
+        let last_block = (size - 1) / BLOCK;
+        let mut inner = self.inner.lock();
+        let ahead = (last + 1)..=(last + pattern.unwrap_or(0)).min(last_block);
+        let id = |idx| (src.ino, src.version, idx);
+        if !ahead
+            .into_iter()
+            .all(|i| inner.lru.contains(&id(i)) || inner.inflight.contains_key(&id(i)))
+        {
+            return None;
+        }
+        let mut out = BytesMut::with_capacity((end - offset) as usize);
+        for idx in first..=last {
+            let block = inner.lru.get(&id(idx))?;
+            let block_start = idx * BLOCK;
+            let from = offset.saturating_sub(block_start) as usize;
+            let to = ((end - block_start) as usize).min(block.len());
+            if from < to {
+                out.extend_from_slice(&block[from..to]);
+            }
+        }
+        self.hits
+            .fetch_add(last - first + 1, std::sync::atomic::Ordering::Relaxed);
+        Some(out.freeze())
+    }
+
     /// Drops every block (SIGHUP).
     pub fn clear(&self) {
         self.inner.lock().lru.clear();

@@ -1,0 +1,253 @@
+//! The filesystem core driven in process, without FUSE or HTTP, over an
+//! in-memory backend: what the fast path answers from memory (and that it
+//! then makes no remote call), and the write-back's outcomes on the
+//! "remote". These run in seconds; the real-mount suites stay the proof
+//! that the whole product works.
+
+mod memory;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bridgefs::fs::core::{BridgeFs, FsOptions, Mounted};
+use bridgefs::fs::inode::{Ino, ROOT};
+use bridgefs::fs::FsError;
+use memory::{MemoryBackend, ROOT_KEY};
+
+const PID: u32 = 4242;
+
+struct Core {
+    fs: Arc<BridgeFs>,
+    remote: Arc<MemoryBackend>,
+    top: Ino,
+    _dirs: tempfile::TempDir,
+}
+
+async fn core_with(files: &[(&str, &[u8])]) -> Core {
+    let remote = Arc::new(MemoryBackend::default());
+    for (name, bytes) in files {
+        remote.put_file(ROOT_KEY, name, bytes);
+    }
+    let dirs = tempfile::tempdir().expect("temp dir");
+    let opts = FsOptions {
+        metadata_ttl: Duration::from_secs(60),
+        negative_ttl: Duration::from_secs(60),
+        max_entries: 1000,
+        read_cache_bytes: 16 << 20,
+        cache_dir: dirs.path().join("cache"),
+        state_dir: dirs.path().join("state"),
+    };
+    let mounted = Mounted {
+        name: "docs".into(),
+        api: "memory",
+        backend: remote.clone(),
+    };
+    let fs = BridgeFs::new(vec![mounted], opts).expect("core starts");
+    let top = fs.lookup(ROOT, "docs").await.expect("top level").ino;
+    Core {
+        fs,
+        remote,
+        top,
+        _dirs: dirs,
+    }
+}
+
+/// Names a directory handle hands out, `.` and `..` included.
+fn names_of(fs: &BridgeFs, fh: u64) -> Vec<String> {
+    let mut names = Vec::new();
+    fs.readdir(fh, 0, false, |item, _| {
+        names.push(item.name.clone());
+        false
+    })
+    .expect("readdir");
+    names
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fast_path_answers_from_a_fresh_listing_without_remote_calls() {
+    let c = core_with(&[("a.txt", b"alpha"), ("b.txt", b"beta")]).await;
+    let fh = c.fs.opendir(c.top).await.expect("opendir");
+    assert_eq!(names_of(&c.fs, fh), [".", "..", "a.txt", "b.txt"]);
+    assert_eq!(c.remote.calls("list"), 1);
+
+    let a =
+        c.fs.lookup_cached(c.top, "a.txt")
+            .expect("cached")
+            .expect("found");
+    assert_eq!(a.size, 5);
+    let attr =
+        c.fs.getattr_cached(a.ino, None)
+            .expect("cached")
+            .expect("attr");
+    assert_eq!(attr.size, 5);
+    assert!(c.fs.opendir_cached(c.top).is_some(), "fresh listing");
+    // A name the listing lacks: only the remote can tell, once; then the
+    // negative entry answers.
+    assert!(c.fs.lookup_cached(c.top, "zzz").is_none());
+    assert!(matches!(
+        c.fs.lookup(c.top, "zzz").await,
+        Err(FsError::NotFound)
+    ));
+    assert!(matches!(
+        c.fs.lookup_cached(c.top, "zzz"),
+        Some(Err(FsError::NotFound))
+    ));
+    assert_eq!(c.remote.calls("list"), 1, "no listing beyond the first");
+    assert_eq!(c.remote.calls("stat"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn foreign_xattr_namespaces_are_answered_without_the_backend() {
+    let c = core_with(&[]).await;
+    let answer = |name| c.fs.getxattr_cached(name);
+    assert!(matches!(
+        answer("security.selinux"),
+        Some(Err(FsError::NotSupported))
+    ));
+    assert!(matches!(
+        answer("system.posix_acl_access"),
+        Some(Err(FsError::NotSupported))
+    ));
+    assert!(matches!(answer("user.other"), Some(Err(FsError::NoData))));
+    assert!(
+        answer("user.bridgefs.id").is_none(),
+        "the backend's own names go the long way"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_read_is_served_from_cached_blocks() {
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let c = core_with(&[("big.bin", &body)]).await;
+    let ino = c.fs.lookup(c.top, "big.bin").await.unwrap().ino;
+    let first =
+        c.fs.open_cached(ino, libc::O_RDONLY, PID)
+            .expect("no remote call")
+            .unwrap();
+    let data = c.fs.read(ino, first, 0, 200_000).await.unwrap();
+    assert_eq!(&data[..], &body[..]);
+    let reads = c.remote.calls("read");
+    assert!(
+        c.fs.flush_cached(ino, first, PID).is_some(),
+        "a reader's close uploads nothing"
+    );
+    assert!(c.fs.release_cached(ino, first));
+
+    let second = c.fs.open_cached(ino, libc::O_RDONLY, PID).unwrap().unwrap();
+    let again =
+        c.fs.read_cached(ino, second, 0, 200_000)
+            .expect("from memory")
+            .unwrap();
+    assert_eq!(&again[..], &body[..]);
+    let tail =
+        c.fs.read_cached(ino, second, 150_000, 100_000)
+            .expect("from memory")
+            .unwrap();
+    assert_eq!(&tail[..], &body[150_000..]);
+    assert_eq!(
+        c.remote.calls("read"),
+        reads,
+        "no remote read for cached blocks"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_written_file_is_uploaded_by_its_close_and_not_by_the_fast_path() {
+    let c = core_with(&[]).await;
+    let (attr, fh) =
+        c.fs.create(c.top, "new.txt", libc::O_WRONLY, PID)
+            .await
+            .unwrap();
+    assert_eq!(c.fs.write(attr.ino, fh, 0, b"hello").unwrap(), 5);
+    assert!(
+        c.fs.flush_cached(attr.ino, fh, PID).is_none(),
+        "must upload"
+    );
+    assert_eq!(c.remote.calls("upload"), 0, "nothing before close");
+    c.fs.flush(attr.ino, fh, PID).await.expect("uploaded");
+    assert_eq!(c.remote.find(ROOT_KEY, "new.txt").unwrap().bytes, b"hello");
+    assert!(c.fs.release_cached(attr.ino, fh), "nothing left to upload");
+    assert_eq!(c.remote.calls("upload"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_upload_reports_eio_then_the_retry_delivers_the_bytes() {
+    let c = core_with(&[]).await;
+    // More failures than one close's informed attempts (6): close reports
+    // EIO, and the background retry delivers.
+    c.remote
+        .failing_uploads
+        .store(8, std::sync::atomic::Ordering::SeqCst);
+    let (attr, fh) =
+        c.fs.create(c.top, "flaky.txt", libc::O_WRONLY, PID)
+            .await
+            .unwrap();
+    c.fs.write(attr.ino, fh, 0, b"kept").unwrap();
+    let closed = c.fs.flush(attr.ino, fh, PID).await;
+    assert_eq!(closed.map_err(|e| e.errno()), Err(libc::EIO));
+    c.fs.release(attr.ino, fh).await;
+    let mut delivered = None;
+    for _ in 0..300 {
+        delivered = c.remote.find(ROOT_KEY, "flaky.txt");
+        if delivered.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(delivered.expect("retried upload").bytes, b"kept");
+    assert_eq!(c.remote.calls("upload"), 9, "8 refused, then 1 delivered");
+    assert_eq!(
+        c.remote.names(ROOT_KEY),
+        ["flaky.txt"],
+        "one item, no duplicate"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rename_onto_an_existing_file_leaves_one_item_with_the_new_bytes() {
+    let c = core_with(&[("target.txt", b"old"), ("source.txt", b"new")]).await;
+    c.fs.rename(c.top, "source.txt", c.top, "target.txt", 0)
+        .await
+        .unwrap();
+    assert_eq!(c.remote.names(ROOT_KEY), ["target.txt"]);
+    assert_eq!(c.remote.find(ROOT_KEY, "target.txt").unwrap().bytes, b"new");
+    c.fs.unlink(c.top, "target.txt").await.unwrap();
+    assert!(c.remote.names(ROOT_KEY).is_empty());
+    assert!(matches!(
+        c.fs.lookup_cached(c.top, "target.txt"),
+        Some(Err(FsError::NotFound)) | None
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readdir_hands_out_only_what_fits_and_resumes_at_the_offset() {
+    let files: Vec<(String, Vec<u8>)> = (0..50).map(|i| (format!("f{i:02}"), vec![1])).collect();
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    let c = core_with(&refs).await;
+    let fh = c.fs.opendir(c.top).await.unwrap();
+    let (mut seen, mut offset) = (Vec::new(), 0);
+    loop {
+        let mut batch = 0;
+        c.fs.readdir(fh, offset, true, |item, next| {
+            if batch == 7 {
+                return true; // this reply is full
+            }
+            batch += 1;
+            seen.push(item.name.clone());
+            offset = next;
+            false
+        })
+        .unwrap();
+        if batch == 0 {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 52, ". and .. and 50 files, each once");
+    assert_eq!(
+        seen[2..],
+        files.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>()[..]
+    );
+}
