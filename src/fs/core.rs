@@ -1173,20 +1173,51 @@ impl BridgeFs {
         };
         if node.open_handles == 0 && local.write_error().is_some() {
             drop(local);
-            let entry = self.drop_incomplete(&mut st, ino);
+            let dropped = self.drop_incomplete(&mut st, ino);
             drop(st);
-            self.tell_kernel(entry.into_iter().collect(), vec![ino]);
+            if let Some((spool, entry)) = dropped {
+                self.forget_spool(&spool);
+                self.tell_kernel(vec![entry], vec![ino]);
+            }
             return;
         }
         if idle && !local.dirty() {
             node.local = None;
-            local.discard();
             st.locals.remove(&ino);
             let version = st.table.bump_version();
             if let Some(n) = st.table.get_mut(ino) {
                 n.content_version = version;
             }
+            drop(st);
+            local.discard();
         }
+    }
+
+    /// The spool's bytes and the journal record naming them on disk, before
+    /// the upload starts: fsyncs, run on a blocking thread so that tokio's
+    /// workers go on serving other files meanwhile.
+    async fn make_durable(
+        self: &Arc<Self>,
+        local: &Arc<LocalFile>,
+        record: &PendingUpload,
+    ) -> FsResult<()> {
+        let (me, local, record) = (self.clone(), local.clone(), record.clone());
+        let written = tokio::task::spawn_blocking(move || {
+            local.sync()?;
+            me.journal
+                .record(&record)
+                .map_err(|e| FsError::Io(format!("journal: {e}")))
+        });
+        written
+            .await
+            .map_err(|e| FsError::Io(format!("journal: {e}")))?
+    }
+
+    /// Deletes a spool file and its journal record: disk work, so callers
+    /// run it with no lock held (a slow disk must not stall other requests).
+    fn forget_spool(&self, local: &LocalFile) {
+        self.journal.remove(&local.id);
+        local.discard();
     }
 
     /// The backends served, as configured (the start-up check reaches
@@ -1288,12 +1319,12 @@ impl BridgeFs {
     /// Forgets the spool of a file whose last writes failed (the disk was
     /// full), once it is closed: the remote keeps its previous version, and
     /// a file that was never uploaded is gone, as nothing of it arrived.
-    fn drop_incomplete(&self, st: &mut State, ino: Ino) -> Option<(Ino, String)> {
+    /// Returns the spool to forget (see [`Self::forget_spool`]) and the name
+    /// the kernel must forget.
+    fn drop_incomplete(&self, st: &mut State, ino: Ino) -> Option<(Arc<LocalFile>, (Ino, String))> {
         let node = st.table.get_mut(ino)?;
         let local = node.local.take()?;
         tracing::warn!(id = %local.id, "a write to this file failed; its spool is dropped, nothing of it is uploaded");
-        self.journal.remove(&local.id);
-        local.discard();
         let (parent, name, remote) = (node.parent, node.name.clone(), node.is_remote());
         st.locals.remove(&ino);
         if !remote {
@@ -1306,7 +1337,7 @@ impl BridgeFs {
         if let Some(n) = st.table.get_mut(ino) {
             n.content_version = version;
         }
-        Some((parent, name))
+        Some((local, (parent, name)))
     }
 
     /// The files with a spool for which `keep(node, spool)` holds.
@@ -1380,7 +1411,6 @@ impl BridgeFs {
             return Err(e);
         }
         let generation = local.generation();
-        local.sync()?;
         let (bidx, backend, record, existing) = {
             let st = self.state.lock();
             let node = st.table.get(ino).ok_or(FsError::NotFound)?;
@@ -1392,9 +1422,7 @@ impl BridgeFs {
             let existing = node.is_remote().then(|| node.entry.clone());
             (bidx, self.mounts[bidx].backend.clone(), record, existing)
         };
-        self.journal
-            .record(&record)
-            .map_err(|e| FsError::Io(format!("journal: {e}")))?;
+        self.make_durable(&local, &record).await?;
         local.set_journaled(true);
         self.counters.uploads.fetch_add(1, Ordering::Relaxed);
         let existing = match existing {
@@ -1524,12 +1552,13 @@ impl BridgeFs {
         }
         st.hidden.remove(&(parent, name.to_string()));
         st.table.mark_gone(ino);
-        if let Some(local) = st.table.get_mut(ino).and_then(|n| n.local.take()) {
-            self.journal.remove(&local.id);
-            local.discard();
-        }
+        let spool = st.table.get_mut(ino).and_then(|n| n.local.take());
         st.locals.remove(&ino);
         Self::invalidate_views(&mut st, bidx);
+        drop(st);
+        if let Some(local) = spool {
+            self.forget_spool(&local);
+        }
         Ok(())
     }
 
@@ -1619,12 +1648,10 @@ impl BridgeFs {
             l.remove(name);
         }
         st.hidden.remove(&(parent, name.to_string()));
+        let mut replaced_spool = None;
         if let Some(t) = target {
             st.table.mark_gone(t);
-            if let Some(local) = st.table.get_mut(t).and_then(|n| n.local.take()) {
-                self.journal.remove(&local.id);
-                local.discard();
-            }
+            replaced_spool = st.table.get_mut(t).and_then(|n| n.local.take());
             st.locals.remove(&t);
         }
         if let Some(e) = new_entry {
@@ -1641,11 +1668,17 @@ impl BridgeFs {
         st.cache.clear_negative(newparent, newname);
         Self::invalidate_views(&mut st, bidx);
         // Keep a pending record pointing where the file now is.
-        if src_local.as_ref().is_some_and(|l| l.journaled()) {
-            if let Some(rec) = self.pending_record(&st, src) {
-                if let Err(e) = self.journal.record(&rec) {
-                    tracing::error!(path = ?rec.display_path, error = %e, "cannot update journal record");
-                }
+        let moved_record = src_local
+            .as_ref()
+            .filter(|l| l.journaled())
+            .and_then(|_| self.pending_record(&st, src));
+        drop(st);
+        if let Some(local) = replaced_spool {
+            self.forget_spool(&local);
+        }
+        if let Some(rec) = moved_record {
+            if let Err(e) = self.journal.record(&rec) {
+                tracing::error!(path = ?rec.display_path, error = %e, "cannot update journal record");
             }
         }
         Ok(())
@@ -1856,16 +1889,22 @@ impl BridgeFs {
     /// Records every dirty file in the journal (SIGTERM: nothing written is
     /// lost even if its upload is still under way at exit).
     pub fn journal_dirty(&self) {
-        let st = self.state.lock();
-        for ino in &st.locals {
-            let dirty = st
-                .table
-                .get(*ino)
-                .is_some_and(|n| !n.gone && n.local.as_ref().is_some_and(|l| l.dirty()));
-            if let Some(rec) = self.pending_record(&st, *ino).filter(|_| dirty) {
-                if let Err(e) = self.journal.record(&rec) {
-                    tracing::error!(path = ?rec.display_path, error = %e, "cannot journal pending upload");
-                }
+        let records: Vec<PendingUpload> = {
+            let st = self.state.lock();
+            st.locals
+                .iter()
+                .filter(|ino| {
+                    st.table
+                        .get(**ino)
+                        .is_some_and(|n| !n.gone && n.local.as_ref().is_some_and(|l| l.dirty()))
+                })
+                .filter_map(|ino| self.pending_record(&st, *ino))
+                .collect()
+        };
+        // Written (and fsynced) with no lock held.
+        for rec in records {
+            if let Err(e) = self.journal.record(&rec) {
+                tracing::error!(path = ?rec.display_path, error = %e, "cannot journal pending upload");
             }
         }
     }
