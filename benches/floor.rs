@@ -53,7 +53,7 @@ fn report(what: &str, floor: Duration, mount: Duration) {
 }
 
 fn main() {
-    let emu = Emulator::start(bridgefs::emulator::Dataset::empty());
+    let emu = Emulator::start(bridgefs_emulator::Dataset::empty());
     let base = emu.url();
     let http = Client::new();
 
@@ -65,7 +65,7 @@ fn main() {
                 &base,
                 "handbook",
                 &format!("big{i}.bin"),
-                bridgefs::emulator::demo_bytes(i, 32 << 20),
+                bridgefs_emulator::demo_bytes(i, 32 << 20),
             )
         })
         .collect();

@@ -489,22 +489,37 @@ pub fn check(config: &Config) -> Result<bool, String> {
     Ok(!probes.iter().any(|p| p.failed()))
 }
 
+/// What a demo config says about the emulator it points at: the secrets
+/// written to credential files and the library account it names. The
+/// binary fills it from the emulator's credentials (the library does not
+/// link the emulator).
+#[derive(Debug, Clone)]
+pub struct DemoAccount {
+    pub backoffice_token: String,
+    pub library_api_key: String,
+    pub library_private_key: String,
+    pub library_business_id: u64,
+    pub library_user_name: String,
+    pub files_api_key: String,
+}
+
 /// Everything `bridgefs demo` needs besides the mountpoint: credential files
 /// and cache directories in a temporary directory.
 pub struct DemoFiles {
     pub dir: tempfile::TempDir,
+    account: DemoAccount,
 }
 
 impl DemoFiles {
-    pub fn create() -> std::io::Result<DemoFiles> {
+    pub fn create(account: DemoAccount) -> std::io::Result<DemoFiles> {
         let dir = tempfile::Builder::new()
             .prefix("bridgefs-demo-")
             .tempdir()?;
-        let c = crate::emulator::Credentials::default();
+        let c = &account;
         std::fs::write(dir.path().join("backoffice.token"), &c.backoffice_token)?;
         std::fs::write(dir.path().join("library.key"), &c.library_private_key)?;
         std::fs::write(dir.path().join("files.key"), &c.files_api_key)?;
-        Ok(DemoFiles { dir })
+        Ok(DemoFiles { dir, account })
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -513,7 +528,7 @@ impl DemoFiles {
 
     /// A config for an emulator at `base` (`http://ADDR`), as TOML text.
     pub fn config_text(&self, base: &str) -> String {
-        let c = crate::emulator::Credentials::default();
+        let c = &self.account;
         format!(
             r#"[cache]
 dir = {cache:?}

@@ -3,12 +3,13 @@
 //! Layers, bottom up: [`remote`] holds one typed client per API over a single
 //! shared [`remote::http::HttpClient`]; [`fs`] is the filesystem logic
 //! (inodes, names, caches, spool, views) and knows neither fuser nor HTTP;
-//! [`fuse`] is the thin fuser adapter; [`emulator`] serves the three APIs for
-//! tests, the demo and benchmarks.
+//! [`fuse`] is the thin fuser adapter. The emulator that serves the three
+//! APIs for tests, the demo and benchmarks is its own crate,
+//! `bridgefs-emulator` (`crates/emulator`): only the binary links it, so
+//! this library does not depend on axum.
 
 pub mod config;
 pub mod daemon;
-pub mod emulator;
 pub mod fs;
 pub mod fuse;
 pub mod metrics;

@@ -7,8 +7,8 @@ use clap::{Args, Parser, Subcommand};
 
 use bridgefs::config::Config;
 use bridgefs::daemon;
-use bridgefs::emulator::{Credentials, Dataset, Emu, EmulatorHandle, Faults};
 use bridgefs::service::{helper, options};
+use bridgefs_emulator::{Credentials, Dataset, Emu, EmulatorHandle, Faults};
 
 #[derive(Parser)]
 #[command(
@@ -352,7 +352,8 @@ fn open_journal(state_dir: &std::path::Path) -> Result<bridgefs::fs::journal::Jo
 }
 
 fn demo(mountpoint: &std::path::Path) -> Result<(), String> {
-    let files = daemon::DemoFiles::create().map_err(|e| format!("demo files: {e}"))?;
+    let files = daemon::DemoFiles::create(demo_account(&Credentials::default()))
+        .map_err(|e| format!("demo files: {e}"))?;
     let emu = Emu::new(
         Dataset::demo(),
         Credentials::default(),
@@ -370,6 +371,18 @@ fn demo(mountpoint: &std::path::Path) -> Result<(), String> {
         config.cache.state_dir.display()
     );
     daemon::run(config, mountpoint, None).map_err(|e| e.to_string())
+}
+
+/// The emulator's credentials as a demo config names them.
+fn demo_account(c: &Credentials) -> daemon::DemoAccount {
+    daemon::DemoAccount {
+        backoffice_token: c.backoffice_token.clone(),
+        library_api_key: c.library_api_key.clone(),
+        library_private_key: c.library_private_key.clone(),
+        library_business_id: c.library_business_id,
+        library_user_name: c.library_user_name.clone(),
+        files_api_key: c.files_api_key.clone(),
+    }
 }
 
 fn emulator(a: EmulatorArgs) -> Result<(), String> {
@@ -413,8 +426,7 @@ fn emulator(a: EmulatorArgs) -> Result<(), String> {
         );
         eprintln!("  files apps:  http://{addr}/files        API key {}", shown(&creds.files_api_key, "demo-files-key"));
         eprintln!("  control:     http://{addr}/_emulator/{{requests,counts,reset,faults,state}}");
-        axum::serve(listener, emu.router())
-            .with_graceful_shutdown(async {
+        emu.serve(listener, async {
                 use tokio::signal::unix::{signal, SignalKind};
                 let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
                 tokio::select! {

@@ -8,9 +8,9 @@ mod common;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use bridgefs::emulator::Faults;
 use bridgefs::remote::http::{join, Auth, Call, HttpClient, NoAuth, RetryPolicy};
 use bridgefs::remote::{RemoteError, RemoteResult};
+use bridgefs_emulator::Faults;
 use common::Emulator;
 use reqwest::blocking::Client;
 use reqwest::{Method, StatusCode};

@@ -148,7 +148,7 @@ fn auth_apps_and_errors() {
 
 #[test]
 fn paging_envelope_filters_and_order() {
-    let emu = Emulator::start(bridgefs::emulator::Dataset::empty());
+    let emu = Emulator::start(bridgefs_emulator::Dataset::empty());
     let api = Api::new(&emu);
     for i in 0..7 {
         api.create(

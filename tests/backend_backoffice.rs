@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use bridgefs::config::{BackofficeConfig, DEFAULT_BACKOFFICE_CONTENT_URL};
-use bridgefs::emulator::{Credentials, Dataset, Emu, EmulatorHandle, Faults};
 use bridgefs::fs::backend::{Backend, Entry, Kind};
 use bridgefs::fs::backends::backoffice::backends;
 use bridgefs::fs::FsError;
 use bridgefs::remote::http::{HttpClient, RetryPolicy};
+use bridgefs_emulator::{Credentials, Dataset, Emu, EmulatorHandle, Faults};
 use common::Emulator;
 
 const LIST_FILES: &str = "GET /backoffice/api/v2/clients/{client}/files";

@@ -57,7 +57,7 @@ fn broken_configs_are_one_line_errors() {
 #[test]
 fn check_reaches_every_backend_and_names_failures() {
     let emu = Emulator::demo();
-    let files = bridgefs::daemon::DemoFiles::create().unwrap();
+    let files = common::demo_files();
     let cfg = files.path("c.toml");
     std::fs::write(&cfg, files.config_text(&emu.url())).unwrap();
     let (code, out, err) = run(&["check", "--config", cfg.to_str().unwrap()]);

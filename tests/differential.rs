@@ -152,7 +152,7 @@ fn files_app_operations_match_a_local_directory() {
 }
 
 fn differential(remote_dir: &str, flat: bool) {
-    let emu = Emulator::start(bridgefs::emulator::Dataset::empty());
+    let emu = Emulator::start(bridgefs_emulator::Dataset::empty());
     let m = Mount::start(&emu);
     let remote_root = m.path(remote_dir);
     let local_root = m.files.path("local-diff");

@@ -80,7 +80,7 @@ fn a_library_item_replaced_by_another_client_is_readable_under_its_name_at_once(
     remote.library_replace("shared.txt", b"version two, longer");
     // This emulator still serves a deleted item's bytes; a server that does
     // not answers 404, as here.
-    emu.set_faults(bridgefs::emulator::Faults {
+    emu.set_faults(bridgefs_emulator::Faults {
         path_contains: Some(format!("/files/{old_uuid}/content")),
         fail_next: 10,
         error_status: Some(404),

@@ -5,7 +5,7 @@
 
 mod common;
 
-use bridgefs::emulator::Faults;
+use bridgefs_emulator::Faults;
 use common::remote::Remote;
 use common::*;
 

@@ -308,7 +308,7 @@ fn a_server_ignoring_range_still_gives_the_right_bytes() {
         "demo needs a file over 1 MiB, largest is {size}"
     );
     let expected = remote.app_bytes(&f);
-    emu.set_faults(bridgefs::emulator::Faults {
+    emu.set_faults(bridgefs_emulator::Faults {
         ignore_range: true,
         ..Default::default()
     });
@@ -354,7 +354,7 @@ fn add_app_files(base: &str, app: &str, n: usize) {
 
 #[test]
 fn listing_call_budgets() {
-    let emu = Emulator::start(bridgefs::emulator::Dataset::empty());
+    let emu = Emulator::start(bridgefs_emulator::Dataset::empty());
     add_app_files(&emu.url(), "contracts", 2000);
     let m = Mount::start(&emu);
     emu.reset_counts();
@@ -399,7 +399,7 @@ fn a_failing_remote_serves_the_last_listing_and_reports_eio_for_content() {
     };
     let m = Mount::start_with(&emu, opts);
     let before = sh_ok(&format!("ls {}", m.path("apps/handbook").display()));
-    emu.set_faults(bridgefs::emulator::Faults {
+    emu.set_faults(bridgefs_emulator::Faults {
         error_rate: 1.0,
         method: Some("GET".into()),
         ..Default::default()
@@ -412,7 +412,7 @@ fn a_failing_remote_serves_the_last_listing_and_reports_eio_for_content() {
     );
     let e = std::fs::read(m.path("apps/handbook/Welcome.md")).unwrap_err();
     assert_eq!(errno(&e), libc::EIO, "content cannot be faked: {e}");
-    emu.set_faults(bridgefs::emulator::Faults::default());
+    emu.set_faults(bridgefs_emulator::Faults::default());
     assert!(!std::fs::read(m.path("apps/handbook/Welcome.md"))
         .unwrap()
         .is_empty());

@@ -7,7 +7,7 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
-use bridgefs::emulator::Faults;
+use bridgefs_emulator::Faults;
 use common::remote::{md5_hex, Remote};
 use common::*;
 

@@ -22,12 +22,12 @@ fn credentials_never_reach_the_log() {
         "cat {}/library/tiny.txt > /dev/null",
         m.mountpoint.display()
     ));
-    emu.set_faults(bridgefs::emulator::Faults {
+    emu.set_faults(bridgefs_emulator::Faults {
         fail_next: 3,
         ..Default::default()
     });
     let _ = std::fs::write(m.path("library/denied.txt"), b"x");
-    emu.set_faults(bridgefs::emulator::Faults::default());
+    emu.set_faults(bridgefs_emulator::Faults::default());
     let sessions: Vec<String> = emu.emu().library.lock().sessions.iter().cloned().collect();
     assert!(!sessions.is_empty());
     let signature = hex::encode(Md5::digest(b"demo-api-keydemo-private-key"));
@@ -50,7 +50,7 @@ fn credentials_never_reach_the_log() {
 
 #[test]
 fn hostile_remote_names_stay_inside_their_directory() {
-    let emu = Emulator::start(bridgefs::emulator::Dataset::empty());
+    let emu = Emulator::start(bridgefs_emulator::Dataset::empty());
     for name in ["..", "../../escape.txt", ".trash", ".", "a\u{0}b"] {
         emu.emu()
             .files

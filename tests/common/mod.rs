@@ -12,8 +12,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bridgefs::daemon::DemoFiles;
-use bridgefs::emulator::{Credentials, Dataset, Emu, EmulatorHandle, Faults};
+use bridgefs::daemon::{DemoAccount, DemoFiles};
+use bridgefs_emulator::{Credentials, Dataset, Emu, EmulatorHandle, Faults};
+
+/// Credential files and a config for the emulator's default credentials.
+pub fn demo_files() -> DemoFiles {
+    let c = Credentials::default();
+    DemoFiles::create(DemoAccount {
+        backoffice_token: c.backoffice_token,
+        library_api_key: c.library_api_key,
+        library_private_key: c.library_private_key,
+        library_business_id: c.library_business_id,
+        library_user_name: c.library_user_name,
+        files_api_key: c.files_api_key,
+    })
+    .expect("temp dir")
+}
 
 /// An emulator serving on 127.0.0.1 for the length of a test.
 pub struct Emulator {
@@ -117,7 +131,7 @@ impl Mount {
     }
 
     pub fn start_with(emu: &Emulator, opts: MountOptions) -> Mount {
-        let files = DemoFiles::create().expect("temp dir");
+        let files = demo_files();
         let mountpoint = files.path("mnt");
         std::fs::create_dir(&mountpoint).unwrap();
         let text = files

@@ -2,6 +2,10 @@
 //! log, per-endpoint counters and fault injection. One listener serves the
 //! back office under `/backoffice`, the library under `/library/live` and the
 //! Files apps under `/files`; the control surface lives under `/_emulator/`.
+//!
+//! Its own crate, so the `bridgefs` library (filesystem and HTTP clients)
+//! builds without the HTTP server stack: only the `bridgefs` binary (the
+//! `demo` and `emulator` commands), the tests and the benches use it.
 
 // Handlers answer errors as ready `Response`s, axum's idiom; their size
 // does not matter on this path.
@@ -242,6 +246,18 @@ impl Emu {
         self.log.lock().clear();
         self.counts.lock().clear();
         self.persist();
+    }
+
+    /// Serves the router on `listener` until `shutdown` completes
+    /// (`bridgefs emulator`).
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await
     }
 
     /// The router of the three APIs plus the control surface.
