@@ -649,3 +649,59 @@ fn close_from_another_thread_reports_the_upload_error() {
     );
     emu.set_faults(Faults::default());
 }
+
+/// The POSIX corners a script meets, each with the errno a local disk gives.
+#[test]
+fn posix_corners_answer_their_errnos() {
+    let emu = Emulator::demo();
+    let m = Mount::start(&emu);
+    let remote = Remote::new(&emu.url());
+    let long = "n".repeat(256);
+    let _ = std::fs::metadata(m.path("library/x")); // listings warm: the fast path answers too
+    for dir in ["apps/handbook", "library", "clients/1"] {
+        let err = std::fs::metadata(m.path(&format!("{dir}/{long}"))).unwrap_err();
+        assert_eq!(
+            errno(&err),
+            libc::ENAMETOOLONG,
+            "stat of a 256-byte name in {dir}"
+        );
+    }
+    let p = m.path("library/corner.txt");
+    std::fs::write(&p, b"keep").unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+    let err = f.set_len(999_999_999_999_999).unwrap_err();
+    assert_eq!(
+        errno(&err),
+        libc::EFBIG,
+        "truncate beyond the spool's limit"
+    );
+    drop(f);
+    assert_eq!(std::fs::read(&p).unwrap(), b"keep");
+    assert_eq!(
+        remote.library_bytes_by_name("corner.txt").as_deref(),
+        Some(&b"keep"[..])
+    );
+
+    let fifo = std::ffi::CString::new(m.path("library/fifo").into_os_string().into_encoded_bytes())
+        .unwrap();
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, -1);
+    assert_eq!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::EPERM),
+        "mkfifo"
+    );
+    let err = std::os::unix::fs::symlink("corner.txt", m.path("library/link")).unwrap_err();
+    assert_eq!(errno(&err), libc::EPERM, "symlink");
+    let err = std::fs::hard_link(&p, m.path("library/hard")).unwrap_err();
+    assert_eq!(errno(&err), libc::EPERM, "hard link");
+
+    std::fs::create_dir_all(m.path("library/outer/inner")).unwrap();
+    let err =
+        std::fs::rename(m.path("library/outer"), m.path("library/outer/inner/moved")).unwrap_err();
+    assert_eq!(
+        errno(&err),
+        libc::EINVAL,
+        "a directory into its own subtree"
+    );
+    assert!(m.path("library/outer/inner").is_dir());
+}

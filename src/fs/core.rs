@@ -465,6 +465,7 @@ impl BridgeFs {
     // ----- lookups and attributes ----------------------------------------
 
     pub async fn lookup(&self, parent: Ino, name: &str) -> FsResult<Attr> {
+        names::check_length(name)?;
         self.counters.lookups.fetch_add(1, Ordering::Relaxed);
         let ino = self.resolve(parent, name).await?;
         let attr = self.fresh_attr(ino).await?;
@@ -503,6 +504,9 @@ impl BridgeFs {
         fh: Option<u64>,
     ) -> FsResult<Attr> {
         if let Some(size) = size {
+            if i64::try_from(size).is_err() {
+                return Err(FsError::TooBig);
+            }
             let (is_dir, writable) = {
                 let st = self.state.lock();
                 let n = st.table.get(ino).ok_or(FsError::NotFound)?;

@@ -126,6 +126,8 @@ impl From<std::io::Error> for FsError {
         match e.raw_os_error() {
             Some(libc::ENOENT) => FsError::NotFound,
             Some(libc::ENOSPC) | Some(libc::EDQUOT) => FsError::NoSpace,
+            // Beyond what the spool's filesystem can hold in one file.
+            Some(libc::EFBIG) => FsError::TooBig,
             _ => FsError::Io(e.to_string()),
         }
     }

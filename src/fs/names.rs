@@ -170,10 +170,17 @@ fn id_order(a: &str, b: &str) -> std::cmp::Ordering {
 }
 
 /// Checks a name given by a user for create/mkdir/rename.
-pub fn check_local(name: &str) -> Result<(), super::FsError> {
-    if name.len() > NAME_MAX {
-        return Err(super::FsError::NameTooLong);
+/// No name of this tree is longer than `NAME_MAX` bytes: a longer one is
+/// ENAMETOOLONG, as on a local disk (not "no such file").
+pub fn check_length(name: &str) -> Result<(), super::FsError> {
+    match name.len() > NAME_MAX {
+        true => Err(super::FsError::NameTooLong),
+        false => Ok(()),
     }
+}
+
+pub fn check_local(name: &str) -> Result<(), super::FsError> {
+    check_length(name)?;
     if name.is_empty() || name == "." || name == ".." || name.contains('/') {
         return Err(super::FsError::Invalid(format!("bad name {name:?}")));
     }

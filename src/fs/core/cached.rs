@@ -10,12 +10,16 @@ use super::{Attr, BridgeFs, Handle, State};
 use crate::fs::backend::XATTR_PREFIX;
 use crate::fs::error::{FsError, FsResult};
 use crate::fs::inode::{Ino, ROOT};
+use crate::fs::names;
 use crate::fs::reader::Source;
 use std::sync::atomic::Ordering;
 
 impl BridgeFs {
     /// `lookup` of a name the fresh listing (or a negative entry) knows.
     pub fn lookup_cached(&self, parent: Ino, name: &str) -> Option<FsResult<Attr>> {
+        if let Err(e) = names::check_length(name) {
+            return Some(Err(e));
+        }
         let mut st = self.state.lock();
         let ino = match self.cached_child(&mut st, parent, name)? {
             Ok(ino) => ino,
