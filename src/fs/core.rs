@@ -119,6 +119,19 @@ struct Pinned {
     size: u64,
 }
 
+impl Pinned {
+    /// What the block cache reads for this version of `ino`.
+    fn source<'a>(&'a self, backend: &'a Arc<dyn Backend>, ino: Ino) -> Source<'a> {
+        Source {
+            backend,
+            entry: &self.entry,
+            ino,
+            version: self.version,
+            size: self.size,
+        }
+    }
+}
+
 struct State {
     table: InodeTable,
     cache: MetaCache,
@@ -976,13 +989,7 @@ impl BridgeFs {
         let read = |p: Pinned| {
             let backend = backend.clone();
             async move {
-                let src = Source {
-                    backend: &backend,
-                    entry: &p.entry,
-                    ino,
-                    version: p.version,
-                    size: p.size,
-                };
+                let src = p.source(&backend, ino);
                 self.blocks.read(&src, pattern, offset, size as u64).await
             }
         };

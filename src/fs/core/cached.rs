@@ -11,7 +11,6 @@ use crate::fs::backend::XATTR_PREFIX;
 use crate::fs::error::{FsError, FsResult};
 use crate::fs::inode::{Ino, ROOT};
 use crate::fs::names;
-use crate::fs::reader::Source;
 use std::sync::atomic::Ordering;
 
 impl BridgeFs {
@@ -122,36 +121,28 @@ impl BridgeFs {
         size: u32,
     ) -> Option<FsResult<Bytes>> {
         let data = {
-            let mut st = self.state.lock();
-            let local = st.table.get(ino)?.local.clone();
+            let mut guard = self.state.lock();
+            let st = &mut *guard;
+            let node = st.table.get(ino)?;
             let Some(Handle::File(h)) = st.handles.get_mut(&fh) else {
                 return None;
             };
-            if let Some(local) = local {
+            if let Some(local) = node.local.clone() {
                 h.pattern.advance(offset, size as u64);
-                drop(st);
+                drop(guard);
                 local.read_at(offset, size as u64).map(Bytes::from)
             } else {
                 if h.stale {
                     return Some(Err(FsError::Stale));
                 }
-                let p = h.pinned.clone()?;
+                let backend = &self.mounts[node.backend?].backend;
                 // Tried on a copy: the long way records the read itself.
                 let mut pattern = h.pattern.clone();
                 let ahead = pattern.advance(offset, size as u64);
-                let backend = self.mounts[st.table.get(ino)?.backend?].backend.clone();
-                let src = Source {
-                    backend: &backend,
-                    entry: &p.entry,
-                    ino,
-                    version: p.version,
-                    size: p.size,
-                };
+                let src = h.pinned.as_ref()?.source(backend, ino);
                 let data = self.blocks.cached(&src, ahead, offset, size as u64)?;
-                if let Some(Handle::File(h)) = st.handles.get_mut(&fh) {
-                    h.pattern = pattern;
-                    h.served += data.len() as u64;
-                }
+                h.pattern = pattern;
+                h.served += data.len() as u64;
                 Ok(data)
             }
         };
