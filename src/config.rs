@@ -395,11 +395,6 @@ fn check_readable(key: &str, path: &Path) -> Result<(), ConfigError> {
         .map_err(|e| ConfigError(format!("{key}: cannot read {}: {e}", path.display())))
 }
 
-/// Reads a credential file, trimming the trailing newline.
-pub fn read_secret(path: &Path) -> std::io::Result<String> {
-    Ok(std::fs::read_to_string(path)?.trim().to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

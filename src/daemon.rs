@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::backends;
 use crate::config::Config;
-use crate::fs::backends;
 use crate::fs::core::{BridgeFs, FsOptions, Mounted};
 use crate::fuse::{FuseAdapter, Owner};
 use crate::remote::http::{HttpClient, RetryPolicy};
@@ -173,7 +173,7 @@ pub fn run(config: Config, mountpoint: &Path, config_path: Option<&Path>) -> Res
         fs: fs.clone(),
         http: http.clone(),
         state_dir: config.cache.state_dir.clone(),
-        journal: crate::fs::journal::Journal::open(&config.cache.state_dir)
+        journal: crate::fs::writeback::journal::Journal::open(&config.cache.state_dir)
             .map_err(|e| runtime(e.to_string()))?,
         mountpoint: mountpoint.to_path_buf(),
         started: unix_now(),
@@ -278,7 +278,7 @@ fn exposition(
 ) -> crate::service::metrics::Exposition {
     let (fs, http) = (fs.clone(), http.clone());
     let limit = config.cache.read_cache_bytes;
-    let journal = crate::fs::journal::Journal::open(&config.cache.state_dir).ok();
+    let journal = crate::fs::writeback::journal::Journal::open(&config.cache.state_dir).ok();
     Arc::new(move || {
         let (counters, pending, inodes) = fs.snapshot();
         let figures = crate::metrics::Figures {
@@ -390,7 +390,7 @@ struct StatusReporter {
     fs: Arc<BridgeFs>,
     http: HttpClient,
     state_dir: PathBuf,
-    journal: crate::fs::journal::Journal,
+    journal: crate::fs::writeback::journal::Journal,
     mountpoint: PathBuf,
     started: u64,
     /// Places the start-up probe could not reach.

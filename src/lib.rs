@@ -1,13 +1,16 @@
 //! bridgefs: three remote file APIs mounted as one POSIX tree.
 //!
 //! Layers, bottom up: [`remote`] holds one typed client per API over a single
-//! shared [`remote::http::HttpClient`]; [`fs`] is the filesystem logic
-//! (inodes, names, caches, spool, views) and knows neither fuser nor HTTP;
+//! shared [`remote::http::HttpClient`] and knows no errno and no config;
+//! [`fs`] is the filesystem logic (inodes, names, caches, spool, views)
+//! and knows neither fuser nor HTTP; [`backends`] adapt each API client to
+//! the filesystem's `Backend` trait (the only modules that see both);
 //! [`fuse`] is the thin fuser adapter. The emulator that serves the three
 //! APIs for tests, the demo and benchmarks is its own crate,
 //! `bridgefs-emulator` (`crates/emulator`): only the binary links it, so
 //! this library does not depend on axum.
 
+pub mod backends;
 pub mod config;
 pub mod daemon;
 pub mod fs;

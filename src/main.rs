@@ -341,14 +341,17 @@ fn retry_pending(id: &str, state: &StateArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn open_journal(state_dir: &std::path::Path) -> Result<bridgefs::fs::journal::Journal, Failure> {
+fn open_journal(
+    state_dir: &std::path::Path,
+) -> Result<bridgefs::fs::writeback::journal::Journal, Failure> {
     if !state_dir.join("pending").is_dir() {
         return Err(Failure::Setup(format!(
             "no journal in {}",
             state_dir.display()
         )));
     }
-    bridgefs::fs::journal::Journal::open(state_dir).map_err(|e| Failure::Runtime(e.to_string()))
+    bridgefs::fs::writeback::journal::Journal::open(state_dir)
+        .map_err(|e| Failure::Runtime(e.to_string()))
 }
 
 fn demo(mountpoint: &std::path::Path) -> Result<(), String> {

@@ -41,7 +41,7 @@ impl FuseMetrics {
 pub struct Figures {
     pub fs: BTreeMap<String, u64>,
     pub http: BTreeMap<String, crate::remote::http::EndpointStats>,
-    pub block_cache: crate::fs::reader::BlockCacheStats,
+    pub block_cache: crate::fs::content::BlockCacheStats,
     pub read_cache_limit: u64,
     pub inodes: usize,
     pub pending_uploads: usize,

@@ -178,7 +178,7 @@ pub fn render(s: &Status, now: u64) -> String {
 }
 
 /// `bridgefs pending list`: every journal record, one line each.
-pub fn render_pending(journal: &crate::fs::journal::Journal) -> String {
+pub fn render_pending(journal: &crate::fs::writeback::journal::Journal) -> String {
     let mut out = String::new();
     for (state, records) in [
         ("pending", journal.pending()),

@@ -8,9 +8,9 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
+use bridgefs::backends::backoffice::backends;
 use bridgefs::config::{BackofficeConfig, DEFAULT_BACKOFFICE_CONTENT_URL};
 use bridgefs::fs::backend::{Backend, Entry, Kind};
-use bridgefs::fs::backends::backoffice::backends;
 use bridgefs::fs::FsError;
 use bridgefs::remote::http::{HttpClient, RetryPolicy};
 use bridgefs_emulator::{Credentials, Dataset, Emu, EmulatorHandle, Faults};

@@ -454,9 +454,9 @@ fn a_journal_record_whose_spool_is_gone_is_reported_once_listed_and_dropped() {
     let emu = Emulator::demo();
     let mut m = Mount::start(&emu);
     m.stop();
-    let journal = bridgefs::fs::journal::Journal::open(&m.state_dir()).unwrap();
+    let journal = bridgefs::fs::writeback::journal::Journal::open(&m.state_dir()).unwrap();
     journal
-        .record(&bridgefs::fs::journal::PendingUpload {
+        .record(&bridgefs::fs::writeback::journal::PendingUpload {
             id: "deadbeef".into(),
             backend: "library".into(),
             dir_key: "lib".into(),

@@ -1,8 +1,6 @@
 //! The filesystem's one error type; every variant maps to an errno in an
 //! exhaustive match, so a new variant forces a decision.
 
-use crate::remote::RemoteError;
-
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum FsError {
     #[error("no such file or directory")]
@@ -97,26 +95,6 @@ impl FsError {
             FsError::LeftToKernel => libc::ENOSYS,
             FsError::NoSpace => libc::ENOSPC,
             FsError::Stale => libc::ESTALE,
-        }
-    }
-}
-
-impl From<RemoteError> for FsError {
-    /// The contract's status → errno table.
-    fn from(e: RemoteError) -> Self {
-        match &e {
-            RemoteError::Status { status, message } => match status {
-                400 | 422 => FsError::Invalid(message.clone()),
-                401 | 403 => FsError::AccessDenied(message.clone()),
-                404 | 410 => FsError::NotFound,
-                409 => FsError::Exists,
-                413 => FsError::TooBig,
-                _ => FsError::Io(e.to_string()),
-            },
-            RemoteError::Timeout(_) => FsError::TimedOut(e.to_string()),
-            RemoteError::Connection(_) | RemoteError::Decode(_) | RemoteError::Local(_) => {
-                FsError::Io(e.to_string())
-            }
         }
     }
 }

@@ -7,7 +7,7 @@
 //! threads: the kernel may wait for a directory lock that a request in
 //! progress holds.
 
-use super::inode::Ino;
+use crate::fs::namespace::inode::Ino;
 
 pub trait KernelCache: Send + Sync {
     /// The kernel forgets `name` in `parent` (its next use looks it up).

@@ -1,18 +1,21 @@
-//! Filesystem logic: inodes, names, caches, spool and views. Knows nothing
-//! of fuser or HTTP: operations are async methods of [`core::BridgeFs`]
-//! returning plain structs, and each remote namespace sits behind the
-//! [`backend::Backend`] trait.
+//! Filesystem logic. Knows nothing of fuser or HTTP: operations are
+//! methods of [`core::BridgeFs`] returning plain structs or an
+//! [`FsError`], and each remote namespace sits behind the
+//! [`backend::Backend`] trait (implemented in `crate::backends`).
+//!
+//! - [`core`]: the shared state and the `BridgeFs` type;
+//! - [`namespace`]: inodes, listings, names, hidden views;
+//! - [`content`]: the block cache and read-ahead of remote content;
+//! - [`writeback`]: spool, journal, upload, retry, recovery, drain;
+//! - [`ops`]: the FUSE-shaped operations, fast path included.
 
 pub mod backend;
-pub mod backends;
-pub mod cache;
+pub mod content;
 pub mod core;
 pub mod error;
-pub mod inode;
-pub mod journal;
 pub mod kernel;
-pub mod names;
-pub mod reader;
-pub mod spool;
+pub mod namespace;
+mod ops;
+pub mod writeback;
 
 pub use error::{FsError, FsResult};

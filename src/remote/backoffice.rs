@@ -121,7 +121,7 @@ impl Auth for TokenFile {
     /// new token. The HTTP layer refreshes at most once per call, so a token
     /// that stays wrong costs one extra request, never a loop.
     async fn refresh(&self) -> RemoteResult<bool> {
-        let fresh = crate::config::read_secret(&self.path)
+        let fresh = super::read_secret(&self.path)
             .map_err(|e| RemoteError::Local(format!("cannot read {}: {e}", self.path.display())))?;
         *self.token.write() = fresh;
         Ok(true)
@@ -166,7 +166,7 @@ impl BackofficeClient {
     ) -> Result<BackofficeClient, String> {
         let base =
             Url::parse(base_url).map_err(|e| format!("backoffice.base_url {base_url:?}: {e}"))?;
-        let token = crate::config::read_secret(token_file)
+        let token = super::read_secret(token_file)
             .map_err(|e| format!("backoffice.token_file {}: {e}", token_file.display()))?;
         Ok(BackofficeClient {
             http,

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// A failed remote call. Carries the HTTP status and the server's message
-/// (never a credential) so the filesystem can map it to an errno and log it.
+/// (never a credential) so the backends can map it to the filesystem's errors and log it.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RemoteError {
     /// The server answered with a non-success status.
@@ -35,24 +35,6 @@ impl RemoteError {
     /// True for a 404 (the object is gone: drop it from the caches).
     pub fn is_not_found(&self) -> bool {
         self.status() == Some(404)
-    }
-
-    /// Maps the error to an errno as `API-CONTRACT.md` fixes it.
-    pub fn errno(&self) -> i32 {
-        match self {
-            RemoteError::Status { status, .. } => match status {
-                400 | 422 => libc::EINVAL,
-                401 | 403 => libc::EACCES,
-                404 | 410 => libc::ENOENT,
-                409 => libc::EEXIST,
-                413 => libc::EFBIG,
-                _ => libc::EIO,
-            },
-            RemoteError::Timeout(_) => libc::ETIMEDOUT,
-            RemoteError::Connection(_) | RemoteError::Decode(_) | RemoteError::Local(_) => {
-                libc::EIO
-            }
-        }
     }
 }
 

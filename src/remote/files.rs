@@ -70,7 +70,7 @@ impl Auth for KeyFile {
         Ok(Some(format!("Bearer {}", self.key.read())))
     }
     async fn refresh(&self) -> RemoteResult<bool> {
-        let fresh = crate::config::read_secret(&self.path)
+        let fresh = super::read_secret(&self.path)
             .map_err(|e| RemoteError::Local(format!("cannot read {}: {e}", self.path.display())))?;
         let mut key = self.key.write();
         let changed = *key != fresh;
@@ -97,7 +97,7 @@ impl FilesClient {
         key_hosts: &[String],
     ) -> Result<FilesClient, String> {
         let base = Url::parse(base_url).map_err(|e| format!("files.base_url {base_url:?}: {e}"))?;
-        let key = crate::config::read_secret(api_key_file)
+        let key = super::read_secret(api_key_file)
             .map_err(|e| format!("files.api_key_file {}: {e}", api_key_file.display()))?;
         Ok(FilesClient {
             http,

@@ -82,7 +82,7 @@ struct Session {
 
 impl Session {
     async fn fetch(&self) -> RemoteResult<String> {
-        let private = crate::config::read_secret(&self.private_key_file).map_err(|e| {
+        let private = super::read_secret(&self.private_key_file).map_err(|e| {
             RemoteError::Local(format!(
                 "cannot read {}: {e}",
                 self.private_key_file.display()
@@ -157,7 +157,7 @@ impl LibraryClient {
             Some(u) => Url::parse(u).map_err(|e| format!("library.upload_base {u:?}: {e}"))?,
             None => base.clone(),
         };
-        crate::config::read_secret(s.private_key_file).map_err(|e| {
+        super::read_secret(s.private_key_file).map_err(|e| {
             format!(
                 "library.private_key_file {}: {e}",
                 s.private_key_file.display()

@@ -10,3 +10,9 @@ pub mod library;
 pub mod transfer;
 
 pub use error::{RemoteError, RemoteResult};
+
+/// Reads a credential file, trimming the trailing newline. Read anew on
+/// each authentication, so a rotated file takes effect without a restart.
+pub fn read_secret(path: &std::path::Path) -> std::io::Result<String> {
+    Ok(std::fs::read_to_string(path)?.trim().to_string())
+}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bridgefs::fs::core::{BridgeFs, FsOptions, Mounted};
-use bridgefs::fs::inode::{Ino, ROOT};
+use bridgefs::fs::namespace::inode::{Ino, ROOT};
 use bridgefs::fs::FsError;
 use memory::{MemoryBackend, ROOT_KEY};
 

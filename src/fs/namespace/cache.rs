@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use lru::LruCache;
 
-use super::inode::Ino;
+use crate::fs::namespace::inode::Ino;
 
 /// The names of one directory, as last listed.
 #[derive(Debug, Clone)]

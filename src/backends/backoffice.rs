@@ -33,7 +33,7 @@ use parking_lot::Mutex;
 use crate::config::BackofficeConfig;
 use crate::fs::backend::{fallback_time, Backend, Entry, Key, Kind, XATTR_PREFIX};
 use crate::fs::error::{FsError, FsResult};
-use crate::fs::inode::LOCAL_KEY_PREFIX;
+use crate::fs::namespace::inode::LOCAL_KEY_PREFIX;
 use crate::remote::backoffice::{BackofficeClient, ClientFile, ContentInfo, Folder};
 use crate::remote::http::HttpClient;
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::backend::Key;
+use crate::fs::backend::Key;
 
 /// One upload the remote has not confirmed.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -44,7 +44,7 @@ impl Journal {
     pub fn open(state_dir: &Path) -> std::io::Result<Journal> {
         let dir = state_dir.join("pending");
         std::fs::create_dir_all(&dir)?;
-        super::spool::private(&dir)?;
+        crate::fs::writeback::spool::private(&dir)?;
         Ok(Journal { dir })
     }
 

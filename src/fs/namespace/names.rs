@@ -172,25 +172,25 @@ fn id_order(a: &str, b: &str) -> std::cmp::Ordering {
 /// Checks a name given by a user for create/mkdir/rename.
 /// No name of this tree is longer than `NAME_MAX` bytes: a longer one is
 /// ENAMETOOLONG, as on a local disk (not "no such file").
-pub fn check_length(name: &str) -> Result<(), super::FsError> {
+pub fn check_length(name: &str) -> Result<(), crate::fs::FsError> {
     match name.len() > NAME_MAX {
-        true => Err(super::FsError::NameTooLong),
+        true => Err(crate::fs::FsError::NameTooLong),
         false => Ok(()),
     }
 }
 
-pub fn check_local(name: &str) -> Result<(), super::FsError> {
+pub fn check_local(name: &str) -> Result<(), crate::fs::FsError> {
     check_length(name)?;
     if name.is_empty() || name == "." || name == ".." || name.contains('/') {
-        return Err(super::FsError::Invalid(format!("bad name {name:?}")));
+        return Err(crate::fs::FsError::Invalid(format!("bad name {name:?}")));
     }
     if RESERVED.contains(&name) {
-        return Err(super::FsError::NotPermitted);
+        return Err(crate::fs::FsError::NotPermitted);
     }
     // A newline or another control character breaks scripts, logs and
     // the APIs' names alike: refused at create, never stored.
     if name.chars().any(char::is_control) {
-        return Err(super::FsError::Invalid(format!(
+        return Err(crate::fs::FsError::Invalid(format!(
             "control character in name {:?}",
             name.escape_debug().to_string()
         )));

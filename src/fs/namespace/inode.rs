@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::backend::{Entry, Key, Kind};
-use super::spool::LocalFile;
+use crate::fs::backend::{Entry, Key, Kind};
+use crate::fs::writeback::spool::LocalFile;
 
 pub type Ino = u64;
 

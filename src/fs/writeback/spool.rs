@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::error::{FsError, FsResult};
+use crate::fs::error::{FsError, FsResult};
 
 /// Spooled bytes are the users' documents: only the daemon's user may
 /// read the directories that hold them.

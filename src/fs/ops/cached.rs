@@ -6,11 +6,11 @@
 
 use bytes::Bytes;
 
-use super::{Attr, BridgeFs, Handle, State};
 use crate::fs::backend::XATTR_PREFIX;
+use crate::fs::core::{Attr, BridgeFs, Handle, State};
 use crate::fs::error::{FsError, FsResult};
-use crate::fs::inode::{Ino, ROOT};
-use crate::fs::names;
+use crate::fs::namespace::inode::{Ino, ROOT};
+use crate::fs::namespace::names;
 use std::sync::atomic::Ordering;
 
 impl BridgeFs {

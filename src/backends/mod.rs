@@ -1,0 +1,30 @@
+//! One [`Backend`](crate::fs::backend::Backend) per remote namespace: the
+//! only modules that see both the filesystem and the API clients, so the
+//! contract's HTTP status → [`FsError`] table lives here.
+
+pub mod backoffice;
+pub mod files;
+pub mod library;
+
+use crate::fs::FsError;
+use crate::remote::RemoteError;
+
+impl From<RemoteError> for FsError {
+    /// The contract's status → errno table.
+    fn from(e: RemoteError) -> Self {
+        match &e {
+            RemoteError::Status { status, message } => match status {
+                400 | 422 => FsError::Invalid(message.clone()),
+                401 | 403 => FsError::AccessDenied(message.clone()),
+                404 | 410 => FsError::NotFound,
+                409 => FsError::Exists,
+                413 => FsError::TooBig,
+                _ => FsError::Io(e.to_string()),
+            },
+            RemoteError::Timeout(_) => FsError::TimedOut(e.to_string()),
+            RemoteError::Connection(_) | RemoteError::Decode(_) | RemoteError::Local(_) => {
+                FsError::Io(e.to_string())
+            }
+        }
+    }
+}

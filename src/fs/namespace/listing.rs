@@ -1,0 +1,175 @@
+//! Listings: a directory's entries fetched once per TTL, installed into the
+//! inode table and the listing cache, with sizes a listing lacks filled by
+//! `stat`.
+
+use crate::fs::backend::{Backend, Entry, Kind};
+use crate::fs::core::{BridgeFs, State};
+use crate::fs::error::{FsError, FsResult};
+use crate::fs::namespace::cache::Listing;
+use crate::fs::namespace::inode::{Ino, ROOT};
+use crate::fs::namespace::names;
+use futures::StreamExt;
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+impl BridgeFs {
+    /// Makes sure `dir` has a listing within its TTL, fetching it once even
+    /// when many requests ask at the same moment.
+    pub(in crate::fs) async fn ensure_listing(&self, dir: Ino) -> FsResult<()> {
+        if dir == ROOT {
+            return Ok(());
+        }
+        {
+            let mut st = self.state.lock();
+            let node = st.table.get(dir).ok_or(FsError::NotFound)?;
+            if !node.is_dir() {
+                return Err(FsError::NotDir);
+            }
+            if st.cache.fresh(dir).is_some() {
+                return Ok(());
+            }
+        }
+        let lock = self.lock_for(dir);
+        let _guard = lock.lock().await;
+        if self.state.lock().cache.fresh(dir).is_some() {
+            return Ok(());
+        }
+        let (bidx, backend, entry) = self.remote_of(dir)?;
+        self.counters.listings.fetch_add(1, Ordering::Relaxed);
+        let mut entries = match backend.list(&entry.key).await {
+            Ok(e) => e,
+            Err(FsError::NotFound) => {
+                self.state.lock().table.mark_gone(dir);
+                return Err(FsError::NotFound);
+            }
+            Err(e) => {
+                // The remote is failing: a stale listing beats an error.
+                if self.state.lock().cache.any(dir).is_some() {
+                    tracing::warn!(error = %e, "listing failed; serving the last one");
+                    return Ok(());
+                }
+                return Err(e);
+            }
+        };
+        fill_sizes(&backend, &mut entries).await;
+        self.install_listing(dir, bidx, entries);
+        Ok(())
+    }
+
+    pub(in crate::fs) fn install_listing(&self, dir: Ino, bidx: usize, entries: Vec<Entry>) {
+        let names = names::assign(
+            &entries
+                .iter()
+                .map(|e| (e.name.as_str(), e.id.as_str()))
+                .collect::<Vec<_>>(),
+        );
+        let mut st = self.state.lock();
+        let in_view = {
+            let node = st.table.get(dir);
+            node.is_some_and(|n| n.hidden || st.view_dirs.contains(&n.parent))
+        };
+        if in_view {
+            st.view_dirs.insert(dir);
+        }
+        let before: Vec<String> = st
+            .cache
+            .any(dir)
+            .map(|l| l.entries.iter().map(|(n, _)| n.clone()).collect())
+            .unwrap_or_default();
+        let mut list = Vec::with_capacity(entries.len());
+        for (entry, name) in entries.into_iter().zip(names) {
+            let ino = st.table.upsert(bidx, dir, name.clone(), entry, false);
+            list.push((name, ino));
+        }
+        // Remote renames, deletes and overwrites: the kernel forgets the
+        // names that went and the pages of what changed.
+        let now: HashSet<&str> = list.iter().map(|(n, _)| n.as_str()).collect();
+        let gone: Vec<(Ino, String)> = before
+            .into_iter()
+            .filter(|n| !now.contains(n.as_str()))
+            .map(|n| (dir, n))
+            .collect();
+        drop(now);
+        let changed = st.table.take_changed();
+        // Files created here and not uploaded yet stay visible.
+        let locals: Vec<(String, Ino)> = st
+            .locals
+            .iter()
+            .filter_map(|i| st.table.get(*i))
+            .filter(|n| n.parent == dir && !n.is_remote() && !n.gone)
+            .map(|n| (n.name.clone(), n.ino))
+            .collect();
+        let mut listing = Listing::new(list);
+        for (name, ino) in locals {
+            if listing.get(&name).is_none() {
+                listing.insert(name, ino);
+            }
+        }
+        st.cache.put(dir, listing);
+        let gone: Vec<(Ino, String)> = gone
+            .into_iter()
+            .filter(|(_, n)| st.cache.any(dir).is_some_and(|l| l.get(n).is_none()))
+            .collect();
+        if st.table.len() > self.opts.max_entries {
+            let mut keep = st.cache.referenced();
+            keep.extend(st.hidden.values().copied());
+            keep.extend(st.locals.iter().copied());
+            let dropped = st.table.collect(&keep);
+            st.hidden.retain(|_, i| keep.contains(i));
+            self.locks.lock().retain(|_, l| Arc::strong_count(l) > 1);
+            tracing::debug!(dropped, "inode table trimmed");
+        }
+        drop(st);
+        self.tell_kernel(gone, changed);
+    }
+
+    /// Re-lists views (trash, revisions) of a backend after a change there.
+    pub(in crate::fs) fn invalidate_views(st: &mut State, bidx: usize) {
+        let dirs: Vec<Ino> = st
+            .view_dirs
+            .iter()
+            .copied()
+            .filter(|i| st.table.get(*i).is_some_and(|n| n.backend == Some(bidx)))
+            .collect();
+        for d in dirs {
+            st.cache.invalidate(d);
+        }
+    }
+}
+
+/// Fills the sizes a listing lacks with `stat`, several at once.
+pub(in crate::fs) async fn fill_sizes(backend: &Arc<dyn Backend>, entries: &mut [Entry]) {
+    let missing: Vec<usize> = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.kind == Kind::File && e.size.is_none())
+        .map(|(i, _)| i)
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let results: Vec<(usize, FsResult<Entry>)> =
+        futures::stream::iter(missing.into_iter().map(|i| {
+            let backend = backend.clone();
+            let e = entries[i].clone();
+            async move { (i, backend.stat(&e).await) }
+        }))
+        .buffer_unordered(STAT_CONCURRENCY)
+        .collect()
+        .await;
+    for (i, r) in results {
+        match r {
+            Ok(fresh) => {
+                entries[i].size = fresh.size;
+                entries[i].mtime = fresh.mtime.or(entries[i].mtime);
+            }
+            Err(e) => {
+                tracing::warn!(name = ?entries[i].name, error = %e, "no size for listed file")
+            }
+        }
+    }
+}
+
+/// Most remote `stat` calls in flight while filling a listing's sizes.
+pub(in crate::fs) const STAT_CONCURRENCY: usize = 16;

@@ -1,0 +1,342 @@
+//! File handles: open, create, write into the spool, flush/fsync (which
+//! hand the spool to the write-back) and release.
+
+use crate::fs::backend::{Entry, Kind};
+use crate::fs::content::ReadPattern;
+use crate::fs::core::{Attr, BridgeFs, FileHandle, Handle, State};
+use crate::fs::error::{FsError, FsResult};
+use crate::fs::namespace::inode::{Ino, LOCAL_KEY_PREFIX, ROOT};
+use crate::fs::namespace::names;
+use crate::fs::writeback::spool::LocalFile;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+impl BridgeFs {
+    pub(in crate::fs) fn new_handle(
+        &self,
+        ino: Ino,
+        write: bool,
+        append: bool,
+        wrote: bool,
+        pid: u32,
+    ) -> u64 {
+        let mut st = self.state.lock();
+        let fh = st.next_fh;
+        st.next_fh += 1;
+        st.handles.insert(
+            fh,
+            Handle::File(FileHandle {
+                ino,
+                write,
+                append,
+                wrote,
+                pid,
+                pattern: ReadPattern::default(),
+                pinned: None,
+                served: 0,
+                reading: false,
+                stale: false,
+            }),
+        );
+        if let Some(n) = st.table.get_mut(ino) {
+            n.open_handles += 1;
+        }
+        fh
+    }
+
+    pub async fn open(&self, ino: Ino, flags: i32, pid: u32) -> FsResult<u64> {
+        let (is_dir, writable) = {
+            let st = self.state.lock();
+            let n = st.table.get(ino).ok_or(FsError::NotFound)?;
+            (n.is_dir(), n.entry.writable)
+        };
+        if is_dir {
+            return Err(FsError::IsDir);
+        }
+        let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        let trunc = write && flags & libc::O_TRUNC != 0;
+        if write {
+            if !writable {
+                return Err(FsError::ReadOnly);
+            }
+            let local = self.ensure_local(ino, trunc).await?;
+            if trunc && local.size() > 0 {
+                local.truncate(0)?;
+            }
+        } else {
+            self.take_newer_version(ino).await?;
+            self.fresh_attr(ino).await?;
+        }
+        let fh = self.new_handle(ino, write, flags & libc::O_APPEND != 0, trunc, pid);
+        if !write {
+            self.pin(ino, fh);
+        }
+        Ok(fh)
+    }
+
+    pub async fn create(
+        &self,
+        parent: Ino,
+        name: &str,
+        flags: i32,
+        pid: u32,
+    ) -> FsResult<(Attr, u64)> {
+        names::check_local(name)?;
+        if parent == ROOT {
+            return Err(FsError::NotPermitted);
+        }
+        match self.resolve(parent, name).await {
+            Ok(ino) => {
+                if flags & libc::O_EXCL != 0 {
+                    return Err(FsError::Exists);
+                }
+                let fh = self.open(ino, flags, pid).await?;
+                let mut st = self.state.lock();
+                if let Some(n) = st.table.get_mut(ino) {
+                    n.lookups += 1;
+                }
+                return Ok((Self::attr_locked(&st, ino)?, fh));
+            }
+            Err(FsError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        let (bidx, backend, dir) = self.remote_of(parent)?;
+        if !dir.writable {
+            return Err(FsError::ReadOnly);
+        }
+        backend.check_create(&dir.key)?;
+        let local = Arc::new(self.spool.create()?);
+        let now = SystemTime::now();
+        let entry = Entry {
+            key: format!("{LOCAL_KEY_PREFIX}{}", local.id),
+            name: name.to_string(),
+            kind: Kind::File,
+            id: String::new(),
+            size: Some(0),
+            mtime: Some(now),
+            ctime: Some(now),
+            writable: true,
+            version: None,
+        };
+        let ino = {
+            let mut st = self.state.lock();
+            let ino = st
+                .table
+                .insert_local(bidx, parent, name.to_string(), entry, local);
+            st.locals.insert(ino);
+            if let Some(l) = st.cache.any(parent) {
+                l.insert(name.to_string(), ino);
+            }
+            st.cache.clear_negative(parent, name);
+            if let Some(n) = st.table.get_mut(ino) {
+                n.lookups += 1;
+            }
+            ino
+        };
+        // A new file is uploaded on close even if nothing is written.
+        let fh = self.new_handle(ino, true, flags & libc::O_APPEND != 0, true, pid);
+        let attr = Self::attr_locked(&self.state.lock(), ino)?;
+        Ok((attr, fh))
+    }
+
+    /// The spool of a file, created (and filled from the remote unless the
+    /// content is about to be truncated) on first use.
+    pub(in crate::fs) async fn ensure_local(
+        &self,
+        ino: Ino,
+        empty: bool,
+    ) -> FsResult<Arc<LocalFile>> {
+        if let Some(l) = self.local_of(ino) {
+            return Ok(l);
+        }
+        let lock = self.lock_for(ino);
+        let _guard = lock.lock().await;
+        if let Some(l) = self.local_of(ino) {
+            return Ok(l);
+        }
+        let local = Arc::new(self.spool.create()?);
+        if !empty {
+            let attr = self.fresh_attr(ino).await?;
+            let (_, backend, entry) = self.remote_of(ino)?;
+            let mut offset = 0;
+            while offset < attr.size {
+                let len = FILL_CHUNK.min(attr.size - offset);
+                let chunk = match backend.read(&entry, offset, len).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        local.discard();
+                        return Err(e);
+                    }
+                };
+                if chunk.is_empty() {
+                    break;
+                }
+                local.write_at(offset, &chunk)?;
+                offset += chunk.len() as u64;
+            }
+            local.mark_clean();
+        }
+        let mut st = self.state.lock();
+        if let Some(n) = st.table.get_mut(ino) {
+            n.local = Some(local.clone());
+        }
+        st.locals.insert(ino);
+        Ok(local)
+    }
+
+    pub(in crate::fs) fn touch(&self, ino: Ino) {
+        let mut st = self.state.lock();
+        if let Some(n) = st.table.get_mut(ino) {
+            n.entry.mtime = Some(SystemTime::now());
+        }
+    }
+
+    pub(in crate::fs) fn parent_and_name(&self, ino: Ino) -> FsResult<(Ino, String)> {
+        let st = self.state.lock();
+        let n = st.table.get(ino).ok_or(FsError::NotFound)?;
+        Ok((n.parent, n.name.clone()))
+    }
+
+    pub fn write(&self, ino: Ino, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+        let (local, append) = {
+            let mut st = self.state.lock();
+            let append = match st.handles.get_mut(&fh) {
+                Some(Handle::File(h)) if h.write && h.ino == ino => {
+                    h.wrote = true;
+                    h.append
+                }
+                _ => return Err(FsError::BadHandle),
+            };
+            let local = st
+                .table
+                .get(ino)
+                .and_then(|n| n.local.clone())
+                .ok_or(FsError::BadHandle)?;
+            (local, append)
+        };
+        let offset = if append { local.size() } else { offset };
+        local.write_at(offset, data)?;
+        self.touch(ino);
+        self.counters
+            .bytes_written
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        Ok(data.len() as u32)
+    }
+
+    /// close(): uploads what this handle wrote and reports the upload's
+    /// errno. A flush with nothing written, or from another process than the
+    /// writer, does nothing.
+    pub async fn flush(self: &Arc<Self>, ino: Ino, fh: u64, pid: u32) -> FsResult<()> {
+        // Only the opener's close: a forked child closing its copy of the
+        // descriptor (at exec) flushes too, and the reader goes on.
+        let opener =
+            matches!(self.state.lock().handles.get(&fh), Some(Handle::File(h)) if h.pid == pid);
+        if opener {
+            self.reader_done(ino, fh);
+        }
+        let should = match self.state.lock().handles.get(&fh) {
+            Some(Handle::File(h)) => h.wrote && h.pid == pid,
+            _ => false,
+        };
+        if !should {
+            return Ok(());
+        }
+        self.commit(ino).await?;
+        if let Some(Handle::File(h)) = self.state.lock().handles.get_mut(&fh) {
+            h.wrote = false;
+        }
+        Ok(())
+    }
+
+    pub async fn fsync(self: &Arc<Self>, ino: Ino) -> FsResult<()> {
+        self.commit(ino).await
+    }
+
+    pub async fn release(self: &Arc<Self>, ino: Ino, fh: u64) {
+        self.reader_done(ino, fh);
+        let handle = self.state.lock().handles.remove(&fh);
+        let Some(Handle::File(h)) = handle else {
+            return;
+        };
+        if let Some(n) = self.state.lock().table.get_mut(ino) {
+            n.open_handles = n.open_handles.saturating_sub(1);
+        }
+        if h.wrote {
+            // The flush was skipped (another process closed last) or failed:
+            // upload now; a failure keeps retrying in the background.
+            let _ = self.commit(ino).await;
+        }
+        self.release_local_if_idle(ino);
+    }
+
+    /// Drops the spool of a file that is in sync and no longer open.
+    pub(in crate::fs) fn release_local_if_idle(&self, ino: Ino) {
+        let mut st = self.state.lock();
+        let Some(node) = st.table.get_mut(ino) else {
+            return;
+        };
+        let idle = node.open_handles == 0 && node.is_remote();
+        let Some(local) = node.local.clone() else {
+            return;
+        };
+        if node.open_handles == 0 && local.write_error().is_some() {
+            drop(local);
+            let dropped = self.drop_incomplete(&mut st, ino);
+            drop(st);
+            if let Some((spool, entry)) = dropped {
+                self.forget_spool(&spool);
+                self.tell_kernel(vec![entry], vec![ino]);
+            }
+            return;
+        }
+        if idle && !local.dirty() {
+            node.local = None;
+            st.locals.remove(&ino);
+            let version = st.table.bump_version();
+            if let Some(n) = st.table.get_mut(ino) {
+                n.content_version = version;
+            }
+            drop(st);
+            local.discard();
+        }
+    }
+
+    /// Deletes a spool file and its journal record: disk work, so callers
+    /// run it with no lock held (a slow disk must not stall other requests).
+    pub(in crate::fs) fn forget_spool(&self, local: &LocalFile) {
+        self.journal.remove(&local.id);
+        local.discard();
+    }
+
+    /// Forgets the spool of a file whose last writes failed (the disk was
+    /// full), once it is closed: the remote keeps its previous version, and
+    /// a file that was never uploaded is gone, as nothing of it arrived.
+    /// Returns the spool to forget (see [`Self::forget_spool`]) and the name
+    /// the kernel must forget.
+    pub(in crate::fs) fn drop_incomplete(
+        &self,
+        st: &mut State,
+        ino: Ino,
+    ) -> Option<(Arc<LocalFile>, (Ino, String))> {
+        let node = st.table.get_mut(ino)?;
+        let local = node.local.take()?;
+        tracing::warn!(id = %local.id, "a write to this file failed; its spool is dropped, nothing of it is uploaded");
+        let (parent, name, remote) = (node.parent, node.name.clone(), node.is_remote());
+        st.locals.remove(&ino);
+        if !remote {
+            if let Some(l) = st.cache.any(parent) {
+                l.remove(&name);
+            }
+            st.table.mark_gone(ino);
+        }
+        let version = st.table.bump_version();
+        if let Some(n) = st.table.get_mut(ino) {
+            n.content_version = version;
+        }
+        Some((local, (parent, name)))
+    }
+}
+
+/// Chunk used to fill a spool from the remote.
+pub(in crate::fs) const FILL_CHUNK: u64 = 8 << 20;

@@ -1,0 +1,13 @@
+//! The FUSE-shaped operations of [`crate::fs::core::BridgeFs`], one file per
+//! kind: attributes, directories, file handles, reads, rename/unlink and
+//! extended attributes. `cached` holds the synchronous fast path of each
+//! (answered from memory on the FUSE thread); the async methods do the
+//! remote work.
+
+mod attr;
+mod cached;
+mod dir;
+mod file;
+mod read;
+mod rename;
+mod xattr;

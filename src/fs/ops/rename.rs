@@ -1,0 +1,174 @@
+//! unlink and rename, and what they tell the kernel.
+
+use crate::fs::backend::Kind;
+use crate::fs::core::BridgeFs;
+use crate::fs::error::{FsError, FsResult};
+use crate::fs::namespace::inode::{Ino, LOCAL_KEY_PREFIX, ROOT};
+use crate::fs::namespace::names;
+
+impl BridgeFs {
+    /// Has the kernel forget names and waits until it has: the next open
+    /// of such a name then looks it up again. Safe inside a request on the
+    /// file (it takes the directory's lock, not the file's pages).
+    pub(in crate::fs) async fn forget_names_now(&self, entries: Vec<(Ino, String)>) {
+        let Some(k) = self.kernel.read().clone() else {
+            return;
+        };
+        let _ = tokio::task::spawn_blocking(move || {
+            for (parent, name) in &entries {
+                k.forget_entry(*parent, name);
+            }
+        })
+        .await;
+    }
+
+    pub async fn unlink(&self, parent: Ino, name: &str) -> FsResult<()> {
+        let ino = self.resolve(parent, name).await?;
+        let (bidx, backend, entry) = self.remote_of(ino)?;
+        if entry.kind == Kind::Dir {
+            return Err(FsError::IsDir);
+        }
+        // Wait for an upload under way, or it would bring the file back.
+        let (_upload, is_remote, entry) = self.settle(ino).await?;
+        if is_remote {
+            let (_, _, dir) = self.remote_of(parent)?;
+            backend.remove(&dir.key, &entry).await?;
+        }
+        let mut st = self.state.lock();
+        if let Some(l) = st.cache.any(parent) {
+            l.remove(name);
+        }
+        st.hidden.remove(&(parent, name.to_string()));
+        st.table.mark_gone(ino);
+        let spool = st.table.get_mut(ino).and_then(|n| n.local.take());
+        st.locals.remove(&ino);
+        Self::invalidate_views(&mut st, bidx);
+        drop(st);
+        if let Some(local) = spool {
+            self.forget_spool(&local);
+        }
+        Ok(())
+    }
+
+    pub async fn rename(
+        &self,
+        parent: Ino,
+        name: &str,
+        newparent: Ino,
+        newname: &str,
+        flags: u32,
+    ) -> FsResult<()> {
+        names::check_local(newname)?;
+        if parent == ROOT || newparent == ROOT {
+            return Err(FsError::NotPermitted);
+        }
+        if flags & libc::RENAME_EXCHANGE != 0 {
+            return Err(FsError::NotSupported);
+        }
+        let src = self.resolve(parent, name).await?;
+        let (bidx, backend, entry) = self.remote_of(src)?;
+        let (to_bidx, _, to_dir) = self.remote_of(newparent)?;
+        if to_bidx != bidx {
+            return Err(FsError::CrossDevice);
+        }
+        let target = match self.resolve(newparent, newname).await {
+            Ok(t) => Some(t),
+            Err(FsError::NotFound) => None,
+            Err(e) => return Err(e),
+        };
+        if target == Some(src) {
+            return Ok(());
+        }
+        if target.is_some() && flags & libc::RENAME_NOREPLACE != 0 {
+            return Err(FsError::Exists);
+        }
+        let target_entry = match target {
+            Some(t) => {
+                let (_, _, te) = self.remote_of(t)?;
+                match (entry.kind, te.kind) {
+                    (Kind::Dir, Kind::File) => return Err(FsError::NotDir),
+                    (Kind::File, Kind::Dir) => return Err(FsError::IsDir),
+                    (Kind::Dir, Kind::Dir) => {
+                        self.ensure_listing(t).await?;
+                        if self
+                            .state
+                            .lock()
+                            .cache
+                            .any(t)
+                            .is_some_and(|l| !l.entries.is_empty())
+                        {
+                            return Err(FsError::NotEmpty);
+                        }
+                    }
+                    _ => {}
+                }
+                Some(te)
+            }
+            None => None,
+        };
+        let (_, _, from_dir) = self.remote_of(parent)?;
+        // Hold the file's upload so it cannot go out under the old name.
+        let (_upload, src_remote, entry) = self.settle(src).await?;
+        let src_local = self.local_of(src);
+        let new_entry = if src_remote {
+            Some(
+                backend
+                    .rename(
+                        &entry,
+                        &from_dir.key,
+                        &to_dir.key,
+                        &names::to_remote(newname),
+                        target_entry.as_ref(),
+                    )
+                    .await?,
+            )
+        } else {
+            // Not uploaded yet: a local move. A replaced remote target stays
+            // on the remote until the pending upload overwrites it, so no
+            // failure can leave neither the old bytes nor the new.
+            target_entry
+                .as_ref()
+                .filter(|te| !te.key.starts_with(LOCAL_KEY_PREFIX))
+                .cloned()
+        };
+        let mut st = self.state.lock();
+        if let Some(l) = st.cache.any(parent) {
+            l.remove(name);
+        }
+        st.hidden.remove(&(parent, name.to_string()));
+        let mut replaced_spool = None;
+        if let Some(t) = target {
+            st.table.mark_gone(t);
+            replaced_spool = st.table.get_mut(t).and_then(|n| n.local.take());
+            st.locals.remove(&t);
+        }
+        if let Some(e) = new_entry {
+            st.table.rebind(src, e);
+        }
+        if let Some(n) = st.table.get_mut(src) {
+            n.parent = newparent;
+            n.name = newname.to_string();
+            n.hidden = false;
+        }
+        if let Some(l) = st.cache.any(newparent) {
+            l.insert(newname.to_string(), src);
+        }
+        st.cache.clear_negative(newparent, newname);
+        Self::invalidate_views(&mut st, bidx);
+        // Keep a pending record pointing where the file now is.
+        let moved_record = src_local
+            .as_ref()
+            .filter(|l| l.journaled())
+            .and_then(|_| self.pending_record(&st, src));
+        drop(st);
+        if let Some(local) = replaced_spool {
+            self.forget_spool(&local);
+        }
+        if let Some(rec) = moved_record {
+            if let Err(e) = self.journal.record(&rec) {
+                tracing::error!(path = ?rec.display_path, error = %e, "cannot update journal record");
+            }
+        }
+        Ok(())
+    }
+}

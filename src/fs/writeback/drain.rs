@@ -1,0 +1,89 @@
+//! Shutdown: uploads in flight are given time to finish, the rest is
+//! journaled so the next start uploads it.
+
+use crate::fs::core::{BridgeFs, State};
+use crate::fs::namespace::inode::Ino;
+use crate::fs::namespace::names;
+use crate::fs::writeback::journal::PendingUpload;
+use futures::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+impl BridgeFs {
+    /// Uploads every dirty file (SIGTERM, unmount), waiting at most `wait`;
+    /// what is left stays journaled for the next start.
+    pub async fn shutdown(self: &Arc<Self>, wait: Duration) -> usize {
+        let dirty = self.locals_where(|n, l| !n.gone && l.dirty());
+        if dirty.is_empty() {
+            return 0;
+        }
+        tracing::info!(files = dirty.len(), "uploading pending files before exit");
+        let uploads = futures::stream::iter(dirty.iter().map(|i| {
+            let fs = self.clone();
+            let ino = *i;
+            async move { fs.commit(ino).await }
+        }))
+        .buffer_unordered(4)
+        .collect::<Vec<_>>();
+        let _ = tokio::time::timeout(wait, uploads).await;
+        let left = {
+            let st = self.state.lock();
+            dirty
+                .iter()
+                .filter(|i| {
+                    st.table
+                        .get(**i)
+                        .is_some_and(|n| n.local.as_ref().is_some_and(|l| l.dirty()))
+                })
+                .count()
+        };
+        if left > 0 {
+            tracing::warn!(
+                files = left,
+                "files not uploaded before exit stay in the journal for the next start"
+            );
+        }
+        left
+    }
+
+    /// The journal record of a spooled file: where its bytes go.
+    pub(in crate::fs) fn pending_record(&self, st: &State, ino: Ino) -> Option<PendingUpload> {
+        let node = st.table.get(ino)?;
+        let local = node.local.as_ref()?;
+        let b = node.backend?;
+        let dir = st.table.get(node.parent)?;
+        Some(PendingUpload {
+            id: local.id.clone(),
+            backend: self.mounts[b].name.clone(),
+            dir_key: dir.entry.key.clone(),
+            name: names::to_remote(&node.name),
+            existing_key: node.is_remote().then(|| node.entry.key.clone()),
+            spool: local.path.clone(),
+            display_path: Self::display_path(st, ino),
+            refused: local.refused().map(|e| e.to_string()),
+        })
+    }
+
+    /// Records every dirty file in the journal (SIGTERM: nothing written is
+    /// lost even if its upload is still under way at exit).
+    pub fn journal_dirty(&self) {
+        let records: Vec<PendingUpload> = {
+            let st = self.state.lock();
+            st.locals
+                .iter()
+                .filter(|ino| {
+                    st.table
+                        .get(**ino)
+                        .is_some_and(|n| !n.gone && n.local.as_ref().is_some_and(|l| l.dirty()))
+                })
+                .filter_map(|ino| self.pending_record(&st, *ino))
+                .collect()
+        };
+        // Written (and fsynced) with no lock held.
+        for rec in records {
+            if let Err(e) = self.journal.record(&rec) {
+                tracing::error!(path = ?rec.display_path, error = %e, "cannot journal pending upload");
+            }
+        }
+    }
+}

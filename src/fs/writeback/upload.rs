@@ -1,0 +1,281 @@
+//! Uploads a spooled file: the journal record first, then the upload, then
+//! the settled entry; conflicts saved as copies; creating calls never
+//! repeated blindly.
+
+use crate::fs::backend::{Backend, Entry, Key, Kind};
+use crate::fs::core::{same_version, BridgeFs};
+use crate::fs::error::{FsError, FsResult};
+use crate::fs::namespace::inode::Ino;
+use crate::fs::namespace::names;
+use crate::fs::writeback::journal::PendingUpload;
+use crate::fs::writeback::spool::LocalFile;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+impl BridgeFs {
+    /// The spool's bytes and the journal record naming them on disk, before
+    /// the upload starts: fsyncs, run on a blocking thread so that tokio's
+    /// workers go on serving other files meanwhile.
+    pub(in crate::fs) async fn make_durable(
+        self: &Arc<Self>,
+        local: &Arc<LocalFile>,
+        record: &PendingUpload,
+    ) -> FsResult<()> {
+        let (me, local, record) = (self.clone(), local.clone(), record.clone());
+        let written = tokio::task::spawn_blocking(move || {
+            local.sync()?;
+            me.journal
+                .record(&record)
+                .map_err(|e| FsError::Io(format!("journal: {e}")))
+        });
+        written
+            .await
+            .map_err(|e| FsError::Io(format!("journal: {e}")))?
+    }
+
+    /// Someone else changed the remote file after the local change began:
+    /// ours goes up next to it as `name (conflict …).ext` and this inode
+    /// becomes that copy (an editor still holding it goes on writing its
+    /// own copy); theirs shows under the name again. Never a silent
+    /// overwrite.
+    pub(in crate::fs) async fn save_as_conflict(
+        &self,
+        ino: Ino,
+        backend: &Arc<dyn Backend>,
+        record: &PendingUpload,
+        local: &Arc<LocalFile>,
+        generation: u64,
+    ) -> FsResult<()> {
+        let remote_name = names::conflict_name(&record.name, chrono::Local::now());
+        let copy = PendingUpload {
+            name: remote_name.clone(),
+            existing_key: None,
+            ..record.clone()
+        };
+        let entry = upload_informed(backend, &copy, None).await?;
+        self.counters.conflicts.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(path = ?record.display_path, kept_as = ?remote_name, "someone else changed this file meanwhile: theirs is kept, ours is saved as a conflict copy");
+        local.mark_uploaded(generation);
+        let (parent, old_name, new_name) = {
+            let mut st = self.state.lock();
+            let node = st.table.get(ino).ok_or(FsError::NotFound)?;
+            let (parent, old_name) = (node.parent, node.name.clone());
+            let new_name = names::escape(&remote_name);
+            st.table.rebind(ino, entry);
+            if let Some(n) = st.table.get_mut(ino) {
+                n.name = new_name.clone();
+            }
+            // Theirs comes back under the name with the next listing.
+            st.cache.invalidate(parent);
+            st.cache.clear_negative(parent, &new_name);
+            (parent, old_name, new_name)
+        };
+        if !local.dirty() {
+            self.journal.remove(&record.id);
+            local.set_journaled(false);
+        }
+        self.forget_names_now(vec![(parent, old_name), (parent, new_name)])
+            .await;
+        self.tell_kernel(Vec::new(), vec![ino]);
+        Ok(())
+    }
+
+    /// Uploads a file's spooled bytes if the remote lacks them: journal
+    /// first, then one upload; on failure the spool and the record stay and
+    /// a background retry starts.
+    pub async fn commit(self: &Arc<Self>, ino: Ino) -> FsResult<()> {
+        let Some(local) = self.local_of(ino) else {
+            return Ok(());
+        };
+        let _upload = local.upload.lock().await;
+        if !local.dirty() {
+            return Ok(());
+        }
+        // Incomplete bytes never go up; refused ones wait to be asked for.
+        if let Some(e) = local.write_error().or_else(|| local.refused()) {
+            return Err(e);
+        }
+        let generation = local.generation();
+        let (bidx, backend, record, existing) = {
+            let st = self.state.lock();
+            let node = st.table.get(ino).ok_or(FsError::NotFound)?;
+            if node.gone {
+                return Ok(());
+            }
+            let bidx = node.backend.ok_or(FsError::NotPermitted)?;
+            let record = self.pending_record(&st, ino).ok_or(FsError::NotFound)?;
+            let existing = node.is_remote().then(|| node.entry.clone());
+            (bidx, self.mounts[bidx].backend.clone(), record, existing)
+        };
+        self.make_durable(&local, &record).await?;
+        local.set_journaled(true);
+        self.counters.uploads.fetch_add(1, Ordering::Relaxed);
+        let existing = match existing {
+            Some(base) => match backend.current(&record.dir_key, &base).await? {
+                Some(theirs) if !same_version(&base, &theirs) => {
+                    return self
+                        .save_as_conflict(ino, &backend, &record, &local, generation)
+                        .await;
+                }
+                Some(_) => Some(base),
+                // Deleted by someone else meanwhile: ours goes up as new.
+                None => None,
+            },
+            None => None,
+        };
+        match upload_informed(&backend, &record, existing.as_ref()).await {
+            Ok(mut entry) => {
+                local.mark_uploaded(generation);
+                if entry.size.is_none() {
+                    entry.size = Some(local.size());
+                }
+                let mut st = self.state.lock();
+                st.table.rebind(ino, entry);
+                if let Some(n) = st.table.get_mut(ino) {
+                    n.local = Some(local.clone());
+                }
+                Self::invalidate_views(&mut st, bidx);
+                drop(st);
+                if !local.dirty() {
+                    self.journal.remove(&record.id);
+                    local.set_journaled(false);
+                }
+                tracing::debug!(path = ?record.display_path, "uploaded");
+                Ok(())
+            }
+            Err(e) if e.is_permanent() => {
+                self.counters
+                    .upload_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                local.set_refused(Some(e.clone()));
+                let record = PendingUpload {
+                    refused: Some(e.to_string()),
+                    ..record
+                };
+                if let Err(j) = self.journal.record(&record) {
+                    tracing::error!(path = ?record.display_path, error = %j, "cannot mark the journal record refused");
+                }
+                tracing::error!(path = ?record.display_path, error = %e, "upload refused by the server; kept spooled and journaled, not retried (SIGHUP or `bridgefs pending retry` tries again)");
+                Err(e)
+            }
+            Err(e) => {
+                self.counters
+                    .upload_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(path = ?record.display_path, error = %e, "upload failed; the bytes stay spooled and journaled and will be retried");
+                self.spawn_retry(ino);
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits for an upload of `ino` under way and holds off the next one
+    /// (the guard), then reads the file's identity: the upload may have
+    /// given it a remote one, or a new one.
+    pub(in crate::fs) async fn settle(
+        &self,
+        ino: Ino,
+    ) -> FsResult<(Option<tokio::sync::OwnedMutexGuard<()>>, bool, Entry)> {
+        let local = self.local_of(ino);
+        let guard = match local {
+            Some(l) => Some(l.upload.clone().lock_owned().await),
+            None => None,
+        };
+        let st = self.state.lock();
+        let n = st.table.get(ino).ok_or(FsError::NotFound)?;
+        Ok((guard, n.is_remote(), n.entry.clone()))
+    }
+}
+
+/// Attempts of one creating call (a new file's upload, a mkdir) before the
+/// error is reported; with growing pauses they span about 3 s, enough to
+/// ride out a burst of 503/429/dropped answers (the background retry of a
+/// file goes on after that).
+pub(in crate::fs) const CREATE_ATTEMPTS: u32 = 6;
+
+/// Uploads a spooled file: a new one through [`create_informed`]; a
+/// replacing upload is not repeated here (its background retry is).
+pub(in crate::fs) async fn upload_informed(
+    backend: &Arc<dyn Backend>,
+    rec: &PendingUpload,
+    existing: Option<&Entry>,
+) -> FsResult<Entry> {
+    if existing.is_some() {
+        return backend
+            .upload(&rec.dir_key, &rec.name, existing, &rec.spool)
+            .await;
+    }
+    create_informed(backend, &rec.dir_key, &rec.name, Kind::File, || {
+        backend.upload(&rec.dir_key, &rec.name, None, &rec.spool)
+    })
+    .await
+}
+
+/// Runs a creating call that the HTTP client never repeats blindly (its
+/// answer may have been lost after the server acted). After a transient
+/// failure the parent is re-read: an entry of that name and kind is what
+/// the failed call created, and is adopted; otherwise the call is tried
+/// again. A 409 after such a failure means the same. A 409 on the first
+/// attempt is a real EEXIST.
+pub(in crate::fs) async fn create_informed<F, Fut>(
+    backend: &Arc<dyn Backend>,
+    dir: &Key,
+    name: &str,
+    kind: Kind,
+    create: F,
+) -> FsResult<Entry>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = FsResult<Entry>>,
+{
+    let mut attempt = 1;
+    loop {
+        let err = match create().await {
+            Ok(e) => return Ok(e),
+            Err(e) => e,
+        };
+        let after_failure = attempt > 1 && matches!(err, FsError::Exists);
+        if !(is_transient(&err) || after_failure) || attempt >= CREATE_ATTEMPTS {
+            return Err(err);
+        }
+        tracing::warn!(name = ?name, error = %err, attempt, "creating call failed; re-reading the folder before trying again");
+        tokio::time::sleep(Duration::from_millis(200 * attempt as u64)).await;
+        attempt += 1;
+        if let Ok(list) = backend.list(dir).await {
+            if let Some(found) = list.into_iter().find(|x| x.kind == kind && x.name == name) {
+                return Ok(found);
+            }
+        }
+        if after_failure {
+            return Err(err);
+        }
+    }
+}
+
+/// Failures worth another attempt (5xx, 429, connection, timeout).
+pub(in crate::fs) fn is_transient(e: &FsError) -> bool {
+    match e {
+        FsError::Io(_) | FsError::TimedOut(_) | FsError::TryAgain(_) => true,
+        FsError::NotFound
+        | FsError::Exists
+        | FsError::NotEmpty
+        | FsError::NotDir
+        | FsError::IsDir
+        | FsError::ReadOnly
+        | FsError::NotPermitted
+        | FsError::AccessDenied(_)
+        | FsError::CrossDevice
+        | FsError::Invalid(_)
+        | FsError::NameTooLong
+        | FsError::TooBig
+        | FsError::NoData
+        | FsError::NotSupported
+        | FsError::Range
+        | FsError::BadHandle
+        | FsError::NoSuchIoctl
+        | FsError::LeftToKernel
+        | FsError::NoSpace
+        | FsError::Stale => false,
+    }
+}
