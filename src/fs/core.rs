@@ -241,7 +241,8 @@ impl BridgeFs {
                     .or(e.size)
                     .unwrap_or(0),
                 if e.writable { 0o644 } else { 0o444 },
-                1,
+                // Unlinked, still open (or replaced by a rename).
+                u32::from(!node.gone),
             ),
         };
         let valid_for = st.cache.remaining(node.parent).unwrap_or(st.cache.ttl);

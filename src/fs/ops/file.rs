@@ -280,6 +280,14 @@ impl BridgeFs {
         let Some(local) = node.local.clone() else {
             return;
         };
+        if node.open_handles == 0 && node.gone {
+            // The last descriptor of an unlinked file: its bytes go now.
+            node.local = None;
+            st.locals.remove(&ino);
+            drop(st);
+            self.forget_spool(&local);
+            return;
+        }
         if node.open_handles == 0 && local.write_error().is_some() {
             drop(local);
             let dropped = self.drop_incomplete(&mut st, ino);

@@ -1,10 +1,12 @@
 //! unlink and rename, and what they tell the kernel.
 
 use crate::fs::backend::Kind;
-use crate::fs::core::BridgeFs;
+use crate::fs::core::{BridgeFs, State};
 use crate::fs::error::{FsError, FsResult};
 use crate::fs::namespace::inode::{Ino, LOCAL_KEY_PREFIX, ROOT};
 use crate::fs::namespace::names;
+use crate::fs::writeback::spool::LocalFile;
+use std::sync::Arc;
 
 impl BridgeFs {
     /// Has the kernel forget names and waits until it has: the next open
@@ -22,11 +24,19 @@ impl BridgeFs {
         .await;
     }
 
+    /// Removes the file remotely at once. As on a local disk, descriptors
+    /// still open keep reading and writing its bytes (nlink 0) until the
+    /// last close: they are spooled first if they were not, the journal
+    /// record goes (nothing is uploaded after the unlink, even after a
+    /// crash), and the spool is deleted at the last release.
     pub async fn unlink(&self, parent: Ino, name: &str) -> FsResult<()> {
         let ino = self.resolve(parent, name).await?;
         let (bidx, backend, entry) = self.remote_of(ino)?;
         if entry.kind == Kind::Dir {
             return Err(FsError::IsDir);
+        }
+        if self.is_open(ino) {
+            self.ensure_local(ino, false).await?;
         }
         // Wait for an upload under way, or it would bring the file back.
         let (_upload, is_remote, entry) = self.settle(ino).await?;
@@ -39,15 +49,44 @@ impl BridgeFs {
             l.remove(name);
         }
         st.hidden.remove(&(parent, name.to_string()));
-        st.table.mark_gone(ino);
-        let spool = st.table.get_mut(ino).and_then(|n| n.local.take());
-        st.locals.remove(&ino);
+        let spool = Self::unlink_node(&mut st, ino);
         Self::invalidate_views(&mut st, bidx);
         drop(st);
-        if let Some(local) = spool {
-            self.forget_spool(&local);
+        match spool {
+            Unlinked::Idle(local) => self.forget_spool(&local),
+            Unlinked::StillOpen(local) => self.journal.remove(&local.id),
+            Unlinked::NoSpool => {}
         }
         Ok(())
+    }
+
+    /// True while a descriptor of `ino` is open.
+    fn is_open(&self, ino: Ino) -> bool {
+        self.state
+            .lock()
+            .table
+            .get(ino)
+            .is_some_and(|n| n.open_handles > 0)
+    }
+
+    /// Marks a node unlinked (or replaced by a rename) and says what becomes
+    /// of its spool: deleted now, or kept for the descriptors still open.
+    pub(in crate::fs) fn unlink_node(st: &mut State, ino: Ino) -> Unlinked {
+        st.table.mark_gone(ino);
+        let Some(node) = st.table.get_mut(ino) else {
+            return Unlinked::NoSpool;
+        };
+        if node.open_handles > 0 {
+            return match node.local.clone() {
+                Some(local) => Unlinked::StillOpen(local),
+                None => Unlinked::NoSpool,
+            };
+        }
+        st.locals.remove(&ino);
+        match st.table.get_mut(ino).and_then(|n| n.local.take()) {
+            Some(local) => Unlinked::Idle(local),
+            None => Unlinked::NoSpool,
+        }
     }
 
     pub async fn rename(
@@ -136,12 +175,10 @@ impl BridgeFs {
             l.remove(name);
         }
         st.hidden.remove(&(parent, name.to_string()));
-        let mut replaced_spool = None;
-        if let Some(t) = target {
-            st.table.mark_gone(t);
-            replaced_spool = st.table.get_mut(t).and_then(|n| n.local.take());
-            st.locals.remove(&t);
-        }
+        let replaced = match target {
+            Some(t) => Self::unlink_node(&mut st, t),
+            None => Unlinked::NoSpool,
+        };
         if let Some(e) = new_entry {
             st.table.rebind(src, e);
         }
@@ -161,8 +198,10 @@ impl BridgeFs {
             .filter(|l| l.journaled())
             .and_then(|_| self.pending_record(&st, src));
         drop(st);
-        if let Some(local) = replaced_spool {
-            self.forget_spool(&local);
+        match replaced {
+            Unlinked::Idle(local) => self.forget_spool(&local),
+            Unlinked::StillOpen(local) => self.journal.remove(&local.id),
+            Unlinked::NoSpool => {}
         }
         if let Some(rec) = moved_record {
             if let Err(e) = self.journal.record(&rec) {
@@ -171,4 +210,13 @@ impl BridgeFs {
         }
         Ok(())
     }
+}
+
+/// What [`BridgeFs::unlink_node`] did with the spool of the removed file.
+pub(in crate::fs) enum Unlinked {
+    /// No descriptor open: delete the spool and its journal record.
+    Idle(Arc<LocalFile>),
+    /// Open descriptors keep using it: only its journal record goes.
+    StillOpen(Arc<LocalFile>),
+    NoSpool,
 }
