@@ -913,3 +913,52 @@ async fn restore_version(
     emu.persist();
     Ok(StatusCode::NO_CONTENT.into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use axum::http::header::AUTHORIZATION;
+
+    use super::*;
+    use crate::{Credentials, Dataset, Faults};
+
+    /// Times the 1,000 pages of 100 of a 100,000-file app, as the client
+    /// pages it (`trashed=false`, `order_by=id`). Prints, asserts nothing
+    /// about time: `cargo test -p bridgefs-emulator -- --ignored --nocapture`.
+    #[tokio::test]
+    #[ignore]
+    async fn time_pages_of_a_large_app() {
+        let mut d = Dataset::empty();
+        for i in 0..100_000 {
+            d.files
+                .add_file("handbook", &format!("f{i}.txt"), Bytes::from_static(b"x"));
+        }
+        let emu = Emu::new(d, Credentials::default(), Faults::default(), None);
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, "Bearer demo-files-key".parse().unwrap());
+        let started = Instant::now();
+        for p in 0..1000 {
+            let q = ListQuery {
+                skip: Some((p * 100).to_string()),
+                take: Some("100".into()),
+                trashed: Some("false".into()),
+                order_by: Some("id".into()),
+                ..Default::default()
+            };
+            let r = list_app_files(
+                State(emu.clone()),
+                headers.clone(),
+                Path("handbook".into()),
+                Query(q),
+            )
+            .await
+            .unwrap();
+            let body = axum::body::to_bytes(r.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            assert!(body.len() > 100);
+        }
+        println!("1,000 pages of a 100,000-file app: {:?}", started.elapsed());
+    }
+}
