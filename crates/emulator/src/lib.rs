@@ -16,6 +16,7 @@ pub mod content;
 pub mod faults;
 pub mod files;
 pub mod library;
+mod ranked;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
