@@ -4,6 +4,7 @@
 //! `Range`/`HEAD`, `limit`/`offset` paging, Bearer token.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::extract::{FromRequest, Multipart, Path, RawQuery, Request, State};
@@ -15,6 +16,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::ranked::RankedSet;
 use super::{bearer_ok, content, demo_bytes, demo_text, hexbytes, json_error, Emu};
 use super::{iso, now_ms};
 
@@ -50,6 +52,10 @@ pub struct Group {
     pub caption: String,
 }
 
+/// The back-office state. In this crate `folders` and `files` change only
+/// through `put_*`, `edit_*` and `remove_*`, which keep the list index in
+/// step; the maps are public for reading (a change made to them directly
+/// is not seen by an index already built).
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct BackofficeState {
     pub clients: BTreeSet<u64>,
@@ -60,6 +66,82 @@ pub struct BackofficeState {
     pub permissions: BTreeMap<String, bool>,
     pub next_folder: u64,
     pub next_file: u64,
+    /// Not serialised: built from the maps on the first list (after a load
+    /// or a reset), then updated by every change.
+    #[serde(skip)]
+    index: OnceLock<ListIndex>,
+}
+
+/// The ids each paged list shows, in id order (the lists' order), so a
+/// page walks only itself: O(log n) to reach `offset`, then O(limit).
+#[derive(Debug, Clone, Default)]
+struct ListIndex {
+    /// A client's files.
+    files: BTreeMap<u64, RankedSet<u64>>,
+    /// A client's files in one folder (`None`: at its root).
+    files_in: BTreeMap<(u64, Option<u64>), RankedSet<u64>>,
+    /// Folders by owner (`None`: the shared tree).
+    folders: BTreeMap<Option<u64>, RankedSet<u64>>,
+}
+
+/// Where the index files a client file: its client and folder.
+type FileFiling = (u64, Option<u64>);
+
+fn filing(f: &ClientFile) -> FileFiling {
+    (f.client, f.directory)
+}
+
+/// The empty list of an absent key.
+static NONE: RankedSet<u64> = RankedSet::new();
+
+impl ListIndex {
+    fn build(st: &BackofficeState) -> Self {
+        let mut ix = ListIndex::default();
+        for f in st.files.values() {
+            ix.add_file(f.id, filing(f));
+        }
+        for f in st.folders.values() {
+            ix.add_folder(f.id, f.client);
+        }
+        ix
+    }
+
+    fn add_file(&mut self, id: u64, (client, dir): FileFiling) {
+        self.files.entry(client).or_default().insert(id);
+        self.files_in.entry((client, dir)).or_default().insert(id);
+    }
+
+    fn drop_file(&mut self, id: u64, (client, dir): FileFiling) {
+        if let Some(ids) = self.files.get_mut(&client) {
+            ids.remove(&id);
+        }
+        if let Some(ids) = self.files_in.get_mut(&(client, dir)) {
+            ids.remove(&id);
+        }
+    }
+
+    fn add_folder(&mut self, id: u64, owner: Option<u64>) {
+        self.folders.entry(owner).or_default().insert(id);
+    }
+
+    fn drop_folder(&mut self, id: u64, owner: Option<u64>) {
+        if let Some(ids) = self.folders.get_mut(&owner) {
+            ids.remove(&id);
+        }
+    }
+
+    /// A client's files, all of them (`dir: None`) or those of one folder.
+    fn files(&self, client: u64, dir: Option<Option<u64>>) -> &RankedSet<u64> {
+        let ids = match dir {
+            None => self.files.get(&client),
+            Some(d) => self.files_in.get(&(client, d)),
+        };
+        ids.unwrap_or(&NONE)
+    }
+
+    fn folders(&self, owner: Option<u64>) -> &RankedSet<u64> {
+        self.folders.get(&owner).unwrap_or(&NONE)
+    }
 }
 
 impl BackofficeState {
@@ -281,18 +363,48 @@ impl BackofficeState {
     ) -> u64 {
         let id = self.next_folder;
         self.next_folder += 1;
-        self.folders.insert(
+        self.put_folder(Folder {
             id,
-            Folder {
-                id,
-                name: name.into(),
-                client,
-                parent,
-                created: ms,
-                updated: ms,
-            },
-        );
+            name: name.into(),
+            client,
+            parent,
+            created: ms,
+            updated: ms,
+        });
         id
+    }
+
+    /// Stores `f` under its id (a new folder, or one replaced whole).
+    fn put_folder(&mut self, f: Folder) {
+        if let Some(ix) = self.index.get_mut() {
+            if let Some(old) = self.folders.get(&f.id) {
+                ix.drop_folder(old.id, old.client);
+            }
+            ix.add_folder(f.id, f.client);
+        }
+        self.folders.insert(f.id, f);
+    }
+
+    /// Changes folder `id` through `change` (`None` when there is no such
+    /// folder), refiling it in the index if its owner changed.
+    fn edit_folder<T>(&mut self, id: u64, change: impl FnOnce(&mut Folder) -> T) -> Option<T> {
+        let f = self.folders.get_mut(&id)?;
+        let before = f.client;
+        let out = change(f);
+        let after = f.client;
+        if let Some(ix) = self.index.get_mut().filter(|_| after != before) {
+            ix.drop_folder(id, before);
+            ix.add_folder(id, after);
+        }
+        Some(out)
+    }
+
+    fn remove_folder(&mut self, id: u64) -> Option<Folder> {
+        let f = self.folders.remove(&id)?;
+        if let Some(ix) = self.index.get_mut() {
+            ix.drop_folder(id, f.client);
+        }
+        Some(f)
     }
 
     /// Uploads a client file now (tests), as the API would: the stored path
@@ -333,20 +445,55 @@ impl BackofficeState {
             })
             .collect();
         let file = format!("y/{}_{clean}", ms / 1000);
-        self.files.insert(
+        self.put_file(ClientFile {
             id,
-            ClientFile {
-                id,
-                client,
-                caption: caption.into(),
-                file,
-                directory: dir,
-                priority: id,
-                bytes,
-                uploaded: ms,
-            },
-        );
+            client,
+            caption: caption.into(),
+            file,
+            directory: dir,
+            priority: id,
+            bytes,
+            uploaded: ms,
+        });
         id
+    }
+
+    /// Stores `f` under its id (a new file, or one replaced whole).
+    fn put_file(&mut self, f: ClientFile) {
+        if let Some(ix) = self.index.get_mut() {
+            if let Some(old) = self.files.get(&f.id) {
+                ix.drop_file(old.id, filing(old));
+            }
+            ix.add_file(f.id, filing(&f));
+        }
+        self.files.insert(f.id, f);
+    }
+
+    /// Changes file `id` through `change` (`None` when there is no such
+    /// file), refiling it in the index if its client or folder changed.
+    fn edit_file<T>(&mut self, id: u64, change: impl FnOnce(&mut ClientFile) -> T) -> Option<T> {
+        let f = self.files.get_mut(&id)?;
+        let before = filing(f);
+        let out = change(f);
+        let after = filing(f);
+        if let Some(ix) = self.index.get_mut().filter(|_| after != before) {
+            ix.drop_file(id, before);
+            ix.add_file(id, after);
+        }
+        Some(out)
+    }
+
+    fn remove_file(&mut self, id: u64) -> Option<ClientFile> {
+        let f = self.files.remove(&id)?;
+        if let Some(ix) = self.index.get_mut() {
+            ix.drop_file(id, filing(&f));
+        }
+        Some(f)
+    }
+
+    /// The list index, built from the maps the first time it is needed.
+    fn index(&self) -> &ListIndex {
+        self.index.get_or_init(|| ListIndex::build(self))
     }
 
     /// Bytes of a client file (tests).
@@ -464,10 +611,39 @@ fn params(raw: Option<String>) -> Result<ListParams, Response> {
     Ok(p)
 }
 
-fn page(items: Vec<Value>, p: &ListParams) -> Response {
-    let total = items.len();
-    let data: Vec<Value> = items.into_iter().skip(p.offset).take(p.limit).collect();
-    Json(json!({"total": total, "data": data})).into_response()
+/// One page of an id-ordered list: its `total`, and as `data` the `limit`
+/// entries from `offset`, each shown by `show`.
+fn page(ids: &RankedSet<u64>, p: &ListParams, show: impl Fn(u64) -> Value) -> Value {
+    let data: Vec<Value> = ids
+        .iter_from(p.offset)
+        .take(p.limit)
+        .map(|&id| show(id))
+        .collect();
+    json!({"total": ids.len(), "data": data})
+}
+
+/// A page of a client's files, all of them (`dir: None`) or one folder's.
+fn files_page(
+    st: &BackofficeState,
+    client: u64,
+    dir: Option<Option<u64>>,
+    p: &ListParams,
+) -> Value {
+    page(st.index().files(client, dir), p, |id| {
+        BackofficeState::file_json(&st.files[&id])
+    })
+}
+
+/// A page of the folders of a client (`owner: Some`) or of the shared tree.
+fn folders_page(st: &BackofficeState, owner: Option<u64>, p: &ListParams) -> Value {
+    let show = |id| {
+        let f = &st.folders[&id];
+        match owner {
+            Some(_) => BackofficeState::client_folder_json(f),
+            None => BackofficeState::shared_folder_json(f),
+        }
+    };
+    page(st.index().folders(owner), p, show)
 }
 
 pub fn routes() -> Router<Emu> {
@@ -535,13 +711,7 @@ async fn list_files(
             json_error(StatusCode::BAD_REQUEST, "directoryId must be a number")
         })?)),
     };
-    let items = st
-        .files
-        .values()
-        .filter(|f| f.client == client && dir.is_none_or(|d| f.directory == d))
-        .map(BackofficeState::file_json)
-        .collect();
-    Ok(page(items, &p))
+    Ok(Json(files_page(&st, client, dir, &p)).into_response())
 }
 
 async fn upload_file(
@@ -646,14 +816,17 @@ async fn update_file(
     if body.caption.as_deref() == Some("") {
         return Err(unprocessable("caption must not be empty"));
     }
-    let f = st.files.get_mut(&id).expect("checked");
-    if let Some(c) = body.caption {
-        f.caption = c;
-    }
-    if let Some(d) = body.directory {
-        f.directory = d;
-    }
-    let out = BackofficeState::file_json(f);
+    let out = st
+        .edit_file(id, |f| {
+            if let Some(c) = body.caption {
+                f.caption = c;
+            }
+            if let Some(d) = body.directory {
+                f.directory = d;
+            }
+            BackofficeState::file_json(f)
+        })
+        .expect("checked");
     drop(st);
     emu.persist();
     Ok(Json(out).into_response())
@@ -670,7 +843,7 @@ async fn delete_file(
     if st.files.get(&id).is_none_or(|f| f.client != client) {
         return Err(not_found("file"));
     }
-    st.files.remove(&id);
+    st.remove_file(id);
     drop(st);
     emu.persist();
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -715,13 +888,7 @@ async fn list_client_folders(
     let p = params(q.or(Some("limit=1000".into())))?;
     let st = emu.backoffice.lock();
     check_client(&st, client)?;
-    let items = st
-        .folders
-        .values()
-        .filter(|f| f.client == Some(client))
-        .map(BackofficeState::client_folder_json)
-        .collect();
-    Ok(page(items, &p))
+    Ok(Json(folders_page(&st, Some(client), &p)).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -771,14 +938,16 @@ async fn rename_client_folder(
         .caption
         .filter(|c| !c.is_empty())
         .ok_or_else(|| unprocessable("caption is required"))?;
-    let f = st
-        .folders
-        .get_mut(&id)
-        .filter(|f| f.client == Some(client))
-        .ok_or_else(|| not_found("folder"))?;
-    f.name = caption;
-    f.updated = now_ms();
-    let out = BackofficeState::client_folder_json(f);
+    if st.folders.get(&id).is_none_or(|f| f.client != Some(client)) {
+        return Err(not_found("folder"));
+    }
+    let out = st
+        .edit_folder(id, |f| {
+            f.name = caption;
+            f.updated = now_ms();
+            BackofficeState::client_folder_json(f)
+        })
+        .expect("checked");
     drop(st);
     emu.persist();
     Ok(Json(out).into_response())
@@ -795,15 +964,12 @@ async fn delete_client_folder(
     if st.folders.get(&id).is_none_or(|f| f.client != Some(client)) {
         return Err(not_found("folder"));
     }
-    let busy = st
-        .files
-        .values()
-        .any(|f| f.client == client && f.directory == Some(id))
+    let busy = !st.index().files(client, Some(Some(id))).is_empty()
         || st.folders.values().any(|f| f.parent == Some(id));
     if busy {
         return Err(json_error(StatusCode::CONFLICT, "the folder is not empty"));
     }
-    st.folders.remove(&id);
+    st.remove_folder(id);
     drop(st);
     emu.persist();
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -817,13 +983,7 @@ async fn list_shared(
     authorize(&emu, &headers)?;
     let p = params(q)?;
     let st = emu.backoffice.lock();
-    let items = st
-        .folders
-        .values()
-        .filter(|f| f.client.is_none())
-        .map(BackofficeState::shared_folder_json)
-        .collect();
-    Ok(page(items, &p))
+    Ok(Json(folders_page(&st, None, &p)).into_response())
 }
 
 fn shared(st: &BackofficeState, id: u64) -> Result<&Folder, Response> {
@@ -890,9 +1050,10 @@ async fn rename_shared(
         .ok_or_else(|| unprocessable("name is required"))?;
     let mut st = emu.backoffice.lock();
     shared(&st, id)?;
-    let f = st.folders.get_mut(&id).expect("checked");
-    f.name = name;
-    f.updated = now_ms();
+    st.edit_folder(id, |f| {
+        f.name = name;
+        f.updated = now_ms();
+    });
     drop(st);
     emu.persist();
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -928,4 +1089,114 @@ async fn toggle_group(
     drop(st);
     emu.persist();
     Ok(Json(json!({ "status": new })).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::seq::IndexedRandom;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    /// The lists as served before the index: every file or folder
+    /// filtered, shown, then paged. The reference the index must match.
+    fn scanned(items: Vec<Value>, p: &ListParams) -> Value {
+        let total = items.len();
+        let data: Vec<Value> = items.into_iter().skip(p.offset).take(p.limit).collect();
+        json!({"total": total, "data": data})
+    }
+
+    fn scanned_files(st: &BackofficeState, client: u64, dir: Option<Option<u64>>) -> Vec<Value> {
+        st.files
+            .values()
+            .filter(|f| f.client == client && dir.is_none_or(|d| f.directory == d))
+            .map(BackofficeState::file_json)
+            .collect()
+    }
+
+    fn scanned_folders(st: &BackofficeState, owner: Option<u64>) -> Vec<Value> {
+        let json = match owner {
+            Some(_) => BackofficeState::client_folder_json,
+            None => BackofficeState::shared_folder_json,
+        };
+        st.folders
+            .values()
+            .filter(|f| f.client == owner)
+            .map(json)
+            .collect()
+    }
+
+    fn some_folder(st: &BackofficeState, rng: &mut StdRng) -> Option<u64> {
+        let ids: Vec<u64> = st.folders.keys().copied().collect();
+        ids.choose(rng).copied().filter(|_| rng.random_bool(0.8))
+    }
+
+    /// One random change: a new file or folder, a file moved to another
+    /// folder or client, a rename, a folder moved to another owner, or a
+    /// delete of either.
+    fn mutate(st: &mut BackofficeState, rng: &mut StdRng) {
+        let client = rng.random_range(1..=4);
+        let file = st
+            .files
+            .keys()
+            .copied()
+            .collect::<Vec<_>>()
+            .choose(rng)
+            .copied();
+        let folder = some_folder(st, rng);
+        match (rng.random_range(0..9), file, folder) {
+            (0, Some(id), _) => st.edit_file(id, |f| f.directory = folder).map(drop),
+            (1, Some(id), _) => st.edit_file(id, |f| f.client = client).map(drop),
+            (2, Some(id), _) => st.edit_file(id, |f| f.caption = "c".into()).map(drop),
+            (3, Some(id), _) => st.remove_file(id).map(drop),
+            (4, _, Some(id)) => st.edit_folder(id, |f| f.client = Some(client)).map(drop),
+            (5, _, Some(id)) => st.remove_folder(id).map(drop),
+            (6, _, _) => {
+                let owner = Some(client).filter(|_| rng.random());
+                st.add_folder_at(owner, folder, "f", 1);
+                None
+            }
+            _ => {
+                st.add_file_at(client, folder, "c", "f.pdf", b"x".to_vec(), 1);
+                None
+            }
+        };
+    }
+
+    fn random_params(st: &BackofficeState, rng: &mut StdRng) -> ListParams {
+        let n = st.files.len().max(st.folders.len()) + 3;
+        ListParams {
+            limit: *[1, 2, 5, 20, 1000].choose(rng).unwrap(),
+            offset: *[0, rng.random_range(0..n), usize::MAX].choose(rng).unwrap(),
+            filters: BTreeMap::new(),
+        }
+    }
+
+    /// The three lists from the index against the full scan, byte for
+    /// byte, after each of a random run of changes made once the index is
+    /// built.
+    #[test]
+    fn the_index_lists_what_the_full_scan_lists() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let mut st = BackofficeState::demo();
+        st.index();
+        for step in 0..3_000 {
+            mutate(&mut st, &mut rng);
+            let p = random_params(&st, &mut rng);
+            for client in 1..=4 {
+                let dirs = [None, Some(None), Some(some_folder(&st, &mut rng))];
+                for dir in dirs {
+                    let fast = files_page(&st, client, dir, &p).to_string();
+                    let full = scanned(scanned_files(&st, client, dir), &p).to_string();
+                    assert_eq!(fast, full, "step {step}: files of {client} in {dir:?}");
+                }
+            }
+            for owner in [None, Some(1), Some(2), Some(3), Some(4)] {
+                let fast = folders_page(&st, owner, &p).to_string();
+                let full = scanned(scanned_folders(&st, owner), &p).to_string();
+                assert_eq!(fast, full, "step {step}: folders of {owner:?}");
+            }
+        }
+    }
 }

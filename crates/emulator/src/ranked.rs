@@ -35,6 +35,10 @@ impl<K: Ord> RankedSet<K> {
         self.len
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// The chunk that holds `key` or would: the last one whose first key is
     /// not above it (0 when `key` is below them all).
     fn chunk_of(&self, key: &K) -> usize {
@@ -163,7 +167,7 @@ mod tests {
         while let Some(k) = model.pop_first() {
             assert!(set.remove(&k));
         }
-        assert!(set.len() == 0 && set.chunks.is_empty());
+        assert!(set.is_empty() && set.chunks.is_empty());
         assert_eq!(set.iter_from(0).count(), 0);
     }
 
