@@ -4,6 +4,7 @@
 //! private and public downloads, and deleted items still listed.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::extract::{Multipart, Path, Query, State};
@@ -56,6 +57,10 @@ impl Item {
     }
 }
 
+/// The library state. In this crate `items` changes only through `put`,
+/// `edit` and `remove_item`, which keep the folder index in step; the map
+/// is public for reading (a change made to it directly is not seen by an
+/// index already built).
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct LibraryState {
     /// By fileLibraryUUID.
@@ -63,6 +68,19 @@ pub struct LibraryState {
     /// Session tokens issued and still valid.
     pub sessions: BTreeSet<String>,
     pub next: u64,
+    /// Not serialised: built from `items` on first use (after a load or a
+    /// reset), then updated by every change.
+    #[serde(skip)]
+    children: OnceLock<Children>,
+}
+
+/// Every item as (its parent, its key in `items`): a folder's children are
+/// one range, in the key order the full list has, so listing a folder or
+/// checking a name in it walks that folder only (`None`: the root).
+type Children = BTreeSet<(Option<String>, String)>;
+
+fn filing(key: &str, item: &Item) -> (Option<String>, String) {
+    (item.parent().map(str::to_string), key.to_string())
 }
 
 fn ext(name: &str) -> Option<&str> {
@@ -189,11 +207,7 @@ impl LibraryState {
             false,
             base + 90_000,
         );
-        s.items
-            .get_mut(&old)
-            .expect("just added")
-            .object
-            .insert("deleted".into(), json!(true));
+        s.edit(&old, |i| i.object.insert("deleted".into(), json!(true)));
         s
     }
 
@@ -261,8 +275,63 @@ impl LibraryState {
             );
             o.insert("s3Key".into(), json!(format!("1/{uuid}/{name}")));
         }
-        self.items.insert(uuid.clone(), Item { object: o, bytes });
+        self.put(uuid.clone(), Item { object: o, bytes });
         uuid
+    }
+
+    /// Stores `item` under `key` (a new item, or one replaced whole).
+    fn put(&mut self, key: String, item: Item) {
+        if let Some(ix) = self.children.get_mut() {
+            if let Some(old) = self.items.get(&key) {
+                ix.remove(&filing(&key, old));
+            }
+            ix.insert(filing(&key, &item));
+        }
+        self.items.insert(key, item);
+    }
+
+    /// Changes item `key` through `change` (`None` when there is no such
+    /// item), refiling it in the index if its parent changed.
+    fn edit<T>(&mut self, key: &str, change: impl FnOnce(&mut Item) -> T) -> Option<T> {
+        let item = self.items.get_mut(key)?;
+        let before = filing(key, item);
+        let out = change(item);
+        let after = filing(key, item);
+        if let Some(ix) = self.children.get_mut().filter(|_| after != before) {
+            ix.remove(&before);
+            ix.insert(after);
+        }
+        Some(out)
+    }
+
+    fn remove_item(&mut self, key: &str) -> Option<Item> {
+        let item = self.items.remove(key)?;
+        if let Some(ix) = self.children.get_mut() {
+            ix.remove(&filing(key, &item));
+        }
+        Some(item)
+    }
+
+    /// The folder index, built from `items` the first time it is needed.
+    fn index(&self) -> &Children {
+        self.children.get_or_init(|| {
+            self.items
+                .iter()
+                .map(|(key, item)| filing(key, item))
+                .collect()
+        })
+    }
+
+    /// The items in `parent` (`None`: at the root) with their keys, in key
+    /// order: O(log n) to reach, then O(1) each.
+    fn children<'a>(
+        &'a self,
+        parent: Option<&'a str>,
+    ) -> impl Iterator<Item = (&'a String, &'a Item)> + 'a {
+        self.index()
+            .range((parent.map(str::to_string), String::new())..)
+            .take_while(move |(p, _)| p.as_deref() == parent)
+            .map(|(_, key)| (key, &self.items[key]))
     }
 
     /// Bytes of an item (tests).
@@ -291,22 +360,19 @@ impl LibraryState {
     }
 
     fn live_sibling(&self, parent: Option<&str>, name: &str, except: &str) -> bool {
-        self.items
-            .values()
-            .any(|i| !i.deleted() && i.parent() == parent && i.name() == name && i.uuid() != except)
+        self.children(parent)
+            .any(|(_, i)| !i.deleted() && i.name() == name && i.uuid() != except)
     }
 
+    /// Deletes `uuid` and everything under it. The item goes before its
+    /// children, so a folder moved into its own subtree (a cycle) ends the
+    /// walk instead of recursing forever.
     fn remove_tree(&mut self, uuid: &str) {
-        let children: Vec<String> = self
-            .items
-            .values()
-            .filter(|i| i.parent() == Some(uuid))
-            .map(|i| i.uuid().to_string())
-            .collect();
+        let children: Vec<String> = self.children(Some(uuid)).map(|(k, _)| k.clone()).collect();
+        self.remove_item(uuid);
         for c in children {
             self.remove_tree(&c);
         }
-        self.items.remove(uuid);
     }
 }
 
@@ -392,19 +458,32 @@ async fn list(State(emu): State<Emu>, headers: HeaderMap, Query(q): Query<ListQu
             return Err(json_error(StatusCode::NOT_FOUND, format!("no folder {p}")));
         }
     }
-    let host = host(&headers);
-    let out: Vec<Value> = st
-        .items
-        .values()
-        .filter(|i| q.parent.as_deref().is_none_or(|p| i.parent() == Some(p)))
-        .filter(|i| {
-            q.kind
-                .as_deref()
-                .is_none_or(|k| i.object.get("fileLibraryType").and_then(Value::as_str) == Some(k))
-        })
-        .map(|i| st.view(i, &host))
-        .collect();
-    Ok(Json(Value::Array(out)).into_response())
+    Ok(Json(listed(&st, &q, &host(&headers))).into_response())
+}
+
+/// A folder's children from the index (O(log n + children)), or every item
+/// when no folder is named (the answer is that long anyway); the type
+/// filter then applies to those.
+fn listed(st: &LibraryState, q: &ListQuery, host: &str) -> Value {
+    let kind = |i: &Item| {
+        q.kind
+            .as_deref()
+            .is_none_or(|k| i.object.get("fileLibraryType").and_then(Value::as_str) == Some(k))
+    };
+    let out: Vec<Value> = match q.parent.as_deref() {
+        Some(p) => st
+            .children(Some(p))
+            .filter(|(_, i)| kind(i))
+            .map(|(_, i)| st.view(i, host))
+            .collect(),
+        None => st
+            .items
+            .values()
+            .filter(|i| kind(i))
+            .map(|i| st.view(i, host))
+            .collect(),
+    };
+    Value::Array(out)
 }
 
 /// `POST /files`: creates a folder, or updates the whole object named by
@@ -489,13 +568,14 @@ async fn create_or_update(
                     format!("{name:?} already exists in that folder"),
                 ));
             }
-            let item = st.items.get_mut(&u).expect("checked");
-            item.object.insert("fileName".into(), json!(name));
-            match &parent {
-                Some(p) => item.object.insert("parentFileLibraryUUID".into(), json!(p)),
-                None => item.object.remove("parentFileLibraryUUID"),
-            };
-            item.object.insert("modifiedDate".into(), json!(now));
+            st.edit(&u, |item| {
+                item.object.insert("fileName".into(), json!(name));
+                match &parent {
+                    Some(p) => item.object.insert("parentFileLibraryUUID".into(), json!(p)),
+                    None => item.object.remove("parentFileLibraryUUID"),
+                };
+                item.object.insert("modifiedDate".into(), json!(now));
+            });
             u
         }
         None => {
@@ -652,4 +732,129 @@ async fn public_content(
         .filter(|i| !i.is_folder() && i.public())
         .ok_or_else(|| json_error(StatusCode::NOT_FOUND, "no such public file"))?;
     Ok(serve(&emu, &method, &headers, item))
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::seq::IndexedRandom;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    /// The list as served before the index: every item filtered. The
+    /// reference the index must match.
+    fn scanned(st: &LibraryState, q: &ListQuery, host: &str) -> Value {
+        let out: Vec<Value> = st
+            .items
+            .values()
+            .filter(|i| q.parent.as_deref().is_none_or(|p| i.parent() == Some(p)))
+            .filter(|i| {
+                q.kind.as_deref().is_none_or(|k| {
+                    i.object.get("fileLibraryType").and_then(Value::as_str) == Some(k)
+                })
+            })
+            .map(|i| st.view(i, host))
+            .collect();
+        Value::Array(out)
+    }
+
+    /// `uuid` and every item under it, by a walk that stops at cycles.
+    fn subtree(st: &LibraryState, uuid: &str) -> BTreeSet<String> {
+        let mut seen = BTreeSet::from([uuid.to_string()]);
+        let mut todo = vec![uuid.to_string()];
+        while let Some(u) = todo.pop() {
+            for (k, i) in &st.items {
+                if i.parent() == Some(u.as_str()) && seen.insert(k.clone()) {
+                    todo.push(k.clone());
+                }
+            }
+        }
+        seen
+    }
+
+    /// A parent to file an item under: the root, any item (a folder most
+    /// of the time), or one that does not exist.
+    fn some_parent(st: &LibraryState, rng: &mut StdRng) -> Option<String> {
+        let keys: Vec<&String> = st.items.keys().collect();
+        match rng.random_range(0..10) {
+            0..=2 => None,
+            3 => Some("no-such-folder".into()),
+            _ => keys.choose(rng).map(|k| k.to_string()),
+        }
+    }
+
+    /// One random change: a new file or folder, a move (cycles included),
+    /// a rename, a delete mark, or a removal of a subtree (checked against
+    /// a walk of the whole map).
+    fn mutate(st: &mut LibraryState, rng: &mut StdRng) {
+        let parent = some_parent(st, rng);
+        let name = format!("n{}", rng.random_range(0..6));
+        let key = st
+            .items
+            .keys()
+            .collect::<Vec<_>>()
+            .choose(rng)
+            .map(|k| k.to_string());
+        match (rng.random_range(0..8), key) {
+            (0 | 1, Some(k)) => st.edit(&k, |i| match &parent {
+                Some(p) => i.object.insert("parentFileLibraryUUID".into(), json!(p)),
+                None => i.object.remove("parentFileLibraryUUID"),
+            }),
+            (2, Some(k)) => st.edit(&k, |i| i.object.insert("fileName".into(), json!(name))),
+            (3, Some(k)) => st.edit(&k, |i| i.object.insert("deleted".into(), json!(true))),
+            (4, Some(k)) => {
+                let left: BTreeSet<String> = st.items.keys().cloned().collect();
+                let gone = subtree(st, &k);
+                st.remove_tree(&k);
+                let kept: BTreeSet<String> = st.items.keys().cloned().collect();
+                assert_eq!(kept, &left - &gone, "removing {k}");
+                None
+            }
+            _ => {
+                let folder = rng.random_bool(0.4);
+                st.add(
+                    parent.as_deref(),
+                    &name,
+                    folder,
+                    b"x".to_vec(),
+                    rng.random(),
+                    1,
+                );
+                None
+            }
+        };
+    }
+
+    /// Folder lists and name checks from the index against the full scan,
+    /// after each of a random run of changes made once the index is built.
+    #[test]
+    fn the_index_lists_what_the_full_scan_lists() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut st = LibraryState::demo();
+        st.index();
+        for step in 0..2_000 {
+            mutate(&mut st, &mut rng);
+            for _ in 0..4 {
+                let parent = some_parent(&st, &mut rng);
+                let kinds = [None, Some("FOLDER"), Some("FILE"), Some("ASSET"), Some("x")];
+                let kind = kinds.choose(&mut rng).unwrap().map(str::to_string);
+                let q = ListQuery {
+                    parent: parent.clone(),
+                    kind,
+                };
+                let fast = listed(&st, &q, "h").to_string();
+                assert_eq!(fast, scanned(&st, &q, "h").to_string(), "step {step}");
+                let name = format!("n{}", rng.random_range(0..6));
+                let except = st.items.keys().next().cloned().unwrap_or_default();
+                let full = st.items.values().any(|i| {
+                    !i.deleted()
+                        && i.parent() == parent.as_deref()
+                        && i.name() == name
+                        && i.uuid() != except
+                });
+                assert_eq!(st.live_sibling(parent.as_deref(), &name, &except), full);
+            }
+        }
+    }
 }
