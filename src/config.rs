@@ -3,6 +3,7 @@
 //! README; an unknown key, a missing key or an unreadable file is a one-line
 //! error naming it.
 
+use crate::fs::namespace::local_only::LocalOnly;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -71,6 +72,21 @@ pub struct MountConfig {
     pub uid: Option<u32>,
     /// Group shown on every entry. Default: the mounting user's group.
     pub gid: Option<u32>,
+    /// Name patterns of files kept only on this machine (never uploaded).
+    /// Default: editors' swap, backup and lock files (see
+    /// [`crate::fs::namespace::local_only::DEFAULT_PATTERNS`]); `[]` turns
+    /// the feature off.
+    pub local_only: Option<Vec<String>>,
+}
+
+impl MountConfig {
+    /// The compiled local-only patterns.
+    pub fn local_only(&self) -> Result<LocalOnly, ConfigError> {
+        match &self.local_only {
+            None => Ok(LocalOnly::defaults()),
+            Some(p) => LocalOnly::new(p).map_err(|e| ConfigError(format!("mount.local_only: {e}"))),
+        }
+    }
 }
 
 /// The Prometheus endpoint: off unless `listen` is set.
@@ -278,6 +294,7 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), ConfigError> {
+        self.mount.local_only()?;
         let mut names = Vec::new();
         for b in &self.backoffice {
             check_url("backoffice.base_url", &b.base_url)?;

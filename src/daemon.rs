@@ -71,6 +71,7 @@ pub fn build_fs(config: &Config, http: &HttpClient) -> Result<Arc<BridgeFs>, Str
         read_cache_bytes: config.cache.read_cache_bytes,
         cache_dir: config.cache.dir.clone(),
         state_dir: config.cache.state_dir.clone(),
+        local_only: config.mount.local_only().map_err(|e| e.0)?,
     };
     BridgeFs::new(mounts, opts).map_err(|e| e.to_string())
 }

@@ -185,10 +185,11 @@ pub fn render_pending(journal: &crate::fs::writeback::journal::Journal) -> Strin
         ("orphaned", journal.orphaned()),
     ] {
         for r in records {
-            let state = if r.refused.is_some() {
-                "refused"
-            } else {
-                state
+            let state = match (&r.refused, r.local_only) {
+                (Some(_), _) => "refused",
+                // Kept here on purpose (mount.local_only), never uploaded.
+                (None, true) => "local",
+                (None, false) => state,
             };
             let size = std::fs::metadata(&r.spool)
                 .map(|m| format!("{} bytes", m.len()))

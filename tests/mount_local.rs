@@ -79,3 +79,205 @@ fn an_unlinked_open_file_keeps_its_bytes_until_the_last_close() {
         || spooled(&m) == 0,
     );
 }
+
+/// The three ways tools save a file, each run on the mount and on a local
+/// copy: the remote must end with the local copy's bytes.
+const SAVES: [(&str, &str); 4] = [
+    // A temporary file renamed over the target.
+    ("sed -i", "sed -i 's/a/A/' {}"),
+    // vim with its default options (swap file, backup on write).
+    ("vim", "vim -es -c '%s/e/E/' -c wq {}"),
+    // vim with `backupcopy=no`: the file renamed to its backup, a new file
+    // written under its name, the backup removed.
+    ("backup rename", "mv {0} {0}~ && tr 'i' 'I' < {0}~ > {0} && rm {0}~"),
+    // nano's way: the file rewritten in place.
+    ("in-place", "cp {0} /tmp/bridgefs-inplace.$$ && tr 'o' 'O' < /tmp/bridgefs-inplace.$$ > {0}; rm -f /tmp/bridgefs-inplace.$$"),
+];
+
+/// Runs one save on `path` and on a local copy; returns the expected bytes.
+fn save_both(tool: &str, cmd: &str, path: &std::path::Path, copy: &std::path::Path) -> Vec<u8> {
+    for p in [path, copy] {
+        let quoted = format!("'{}'", p.display());
+        sh_ok(&cmd.replace("{0}", &quoted).replace("{}", &quoted));
+    }
+    let expected = std::fs::read(copy).unwrap();
+    assert_eq!(
+        std::fs::read(path).unwrap(),
+        expected,
+        "{tool}: bytes through the mount"
+    );
+    expected
+}
+
+fn names_of(files: &[serde_json::Value], key: &str) -> Vec<String> {
+    let mut n: Vec<String> = files
+        .iter()
+        .map(|f| f[key].as_str().unwrap_or("").to_string())
+        .collect();
+    n.sort();
+    n
+}
+
+/// On a Files app an editor's save keeps the file (same id, tags,
+/// metadata) and adds its new content as the newest revision; no temp,
+/// swap or backup file reaches the remote or its trash.
+#[test]
+fn editor_saves_on_an_app_file_add_a_revision_to_the_same_file() {
+    let emu = Emulator::demo();
+    let m = Mount::start(&emu);
+    let remote = Remote::new(&emu.url());
+    let path = m.path("apps/handbook/Travel Policy.docx");
+    let copy = m.files.path("travel-copy");
+    std::fs::copy(&path, &copy).unwrap();
+    let original = remote.app_file("handbook", "Travel Policy.docx").unwrap();
+    let id = original["id"].as_u64().unwrap();
+    let names = names_of(&remote.app_files("handbook"), "name");
+    let trashed = remote.app_trash("handbook").len();
+    for (tool, cmd) in SAVES {
+        let revisions = remote.file_versions(id).len();
+        emu.reset_counts();
+        let expected = save_both(tool, cmd, &path, &copy);
+        let calls = emu.counts();
+        let now = remote.app_file("handbook", "Travel Policy.docx").unwrap();
+        assert_eq!(now["id"].as_u64(), Some(id), "{tool}: the same file");
+        assert_eq!(
+            remote.file_versions(id).len(),
+            revisions + 1,
+            "{tool}: one more revision; calls {calls:?}"
+        );
+        assert_eq!(
+            remote.app_bytes(&now),
+            expected,
+            "{tool}: the newest revision's bytes"
+        );
+        assert_eq!(
+            (&now["tags"], &now["metadata"]),
+            (&original["tags"], &original["metadata"]),
+            "{tool}: tags and metadata kept"
+        );
+        assert_eq!(
+            names_of(&remote.app_files("handbook"), "name"),
+            names,
+            "{tool}: no other file on the remote"
+        );
+        assert_eq!(
+            remote.app_trash("handbook").len(),
+            trashed,
+            "{tool}: nothing new in the trash"
+        );
+    }
+}
+
+/// In the library and the back office (no revisions) the same saves leave
+/// exactly one item of that name, with the new bytes, in the original's
+/// folder, and a public library file stays public.
+#[test]
+fn editor_saves_on_library_and_client_files_leave_one_item_with_the_new_bytes() {
+    let emu = Emulator::demo();
+    let m = Mount::start(&emu);
+    let remote = Remote::new(&emu.url());
+    let lib = m.path("library/Company Profile.pdf");
+    let lib_copy = m.files.path("profile-copy");
+    std::fs::copy(&lib, &lib_copy).unwrap();
+    assert_eq!(
+        remote.library_item("Company Profile.pdf").unwrap()["publicVisible"],
+        true
+    );
+    let lib_names = names_of(&remote.library_items(), "fileName");
+
+    let client = m.path("clients/1/notes.txt");
+    std::fs::write(&client, b"one line of notes\nanother one\n").unwrap();
+    let client_copy = m.files.path("notes-copy");
+    std::fs::copy(&client, &client_copy).unwrap();
+    let client_names = names_of(&remote.client_files(1), "name");
+    for (tool, cmd) in SAVES {
+        let expected = save_both(tool, cmd, &lib, &lib_copy);
+        let item = remote.library_item("Company Profile.pdf").unwrap();
+        assert_eq!(
+            remote.library_bytes(&item),
+            expected,
+            "{tool}: library bytes"
+        );
+        assert_eq!(item["publicVisible"], true, "{tool}: still public");
+        assert_eq!(
+            names_of(&remote.library_items(), "fileName"),
+            lib_names,
+            "{tool}: one library item, nothing else"
+        );
+
+        let expected = save_both(tool, cmd, &client, &client_copy);
+        let file = remote.client_file_named(1, "notes.txt").unwrap();
+        let id = file["id"].as_u64().unwrap();
+        assert_eq!(
+            remote.client_bytes(1, id),
+            expected,
+            "{tool}: client file bytes"
+        );
+        assert_eq!(
+            names_of(&remote.client_files(1), "name"),
+            client_names,
+            "{tool}: one client file, nothing else"
+        );
+    }
+}
+
+/// Files named by `mount.local_only` (editor swap, backup and lock files)
+/// live in the spool: usable and listed, never uploaded, kept across a
+/// restart, gone on unlink.
+#[test]
+fn local_only_files_stay_on_this_machine_and_survive_a_restart() {
+    let emu = Emulator::demo();
+    let mut m = Mount::start(&emu);
+    let dirs = ["apps/handbook", "library", "clients/1"];
+    for dir in dirs {
+        std::fs::read_dir(m.path(dir)).unwrap().count();
+    }
+    emu.reset_counts();
+    for dir in dirs {
+        std::fs::write(m.path(&format!("{dir}/.draft.txt.swp")), b"swap bytes").unwrap();
+        std::fs::write(m.path(&format!("{dir}/draft.txt~")), b"backup bytes").unwrap();
+        let listed: Vec<String> = std::fs::read_dir(m.path(dir))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            listed.contains(&".draft.txt.swp".to_string())
+                && listed.contains(&"draft.txt~".to_string()),
+            "{dir}: {listed:?}"
+        );
+    }
+    assert_eq!(writes(&emu), 0, "nothing uploaded: {:?}", emu.counts());
+    m.stop();
+    m.spawn();
+    for dir in dirs {
+        assert_eq!(
+            std::fs::read(m.path(&format!("{dir}/.draft.txt.swp"))).unwrap(),
+            b"swap bytes",
+            "{dir} after a restart"
+        );
+        assert_eq!(
+            std::fs::read(m.path(&format!("{dir}/draft.txt~"))).unwrap(),
+            b"backup bytes",
+            "{dir} after a restart"
+        );
+        std::fs::remove_file(m.path(&format!("{dir}/.draft.txt.swp"))).unwrap();
+        assert!(!m.path(&format!("{dir}/.draft.txt.swp")).exists());
+    }
+    assert_eq!(
+        writes(&emu),
+        0,
+        "nothing uploaded after the restart either: {:?}",
+        emu.counts()
+    );
+    let remote = Remote::new(&emu.url());
+    assert!(remote.app_file("handbook", "draft.txt~").is_none());
+    assert!(remote.library_item("draft.txt~").is_none());
+    assert!(remote.client_file_named(1, "draft.txt~").is_none());
+    let records = std::fs::read_dir(m.state_dir().join("pending"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        records, 3,
+        "one record per backup file left, the swap files' went"
+    );
+}

@@ -465,6 +465,7 @@ fn a_journal_record_whose_spool_is_gone_is_reported_once_listed_and_dropped() {
             spool: m.files.path("cache/spool/gone"),
             display_path: "library/lost.txt".into(),
             refused: None,
+            local_only: false,
         })
         .unwrap();
     m.spawn();

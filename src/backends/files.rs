@@ -441,6 +441,17 @@ impl Backend for FilesBackend {
         }
     }
 
+    /// `DELETE /files/{id}`: a saved-over temporary file skips the trash.
+    async fn discard(&self, dir: &Key, entry: &Entry) -> FsResult<()> {
+        match parse(&entry.key)? {
+            Node::File(id) => {
+                self.objects.lock().remove(&id);
+                Ok(self.client.delete(id).await?)
+            }
+            _ => self.remove(dir, entry).await,
+        }
+    }
+
     async fn xattr_list(&self, entry: &Entry) -> FsResult<Vec<String>> {
         let id = match parse(&entry.key)? {
             Node::File(id) | Node::Trashed(id) | Node::Attachment(id) => id,

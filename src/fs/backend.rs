@@ -151,6 +151,13 @@ pub trait Backend: Send + Sync {
     /// already checked that it is empty).
     async fn remove(&self, dir: &Key, entry: &Entry) -> FsResult<()>;
 
+    /// Deletes a file for good, bypassing any trash: the remote copy of a
+    /// temporary file whose bytes were saved over another file. Where the
+    /// API has no trash this is `remove`.
+    async fn discard(&self, dir: &Key, entry: &Entry) -> FsResult<()> {
+        self.remove(dir, entry).await
+    }
+
     /// Names of the `user.bridgefs.*` attributes of an object.
     async fn xattr_list(&self, entry: &Entry) -> FsResult<Vec<String>>;
 

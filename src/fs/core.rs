@@ -10,11 +10,13 @@ use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 
-use crate::fs::backend::{fallback_time, Backend, Entry, Kind};
+use crate::fs::backend::{fallback_time, Backend, Entry, Key, Kind};
 use crate::fs::content::{BlockCache, ReadPattern, Source};
 use crate::fs::error::{FsError, FsResult};
 use crate::fs::namespace::cache::MetaCache;
-use crate::fs::namespace::inode::{Ino, InodeTable, ROOT};
+use crate::fs::namespace::inode::{Ino, InodeTable, Node, ROOT};
+use crate::fs::namespace::local_only::LocalOnly;
+use crate::fs::ops::save::Vacancy;
 use crate::fs::writeback::journal::{Journal, PendingUpload};
 use crate::fs::writeback::spool::{LocalFile, Spool};
 
@@ -50,6 +52,8 @@ pub struct FsOptions {
     pub read_cache_bytes: u64,
     pub cache_dir: PathBuf,
     pub state_dir: PathBuf,
+    /// Names whose files are never uploaded.
+    pub local_only: LocalOnly,
 }
 
 /// A backend mounted under a top-level name.
@@ -89,6 +93,13 @@ pub(in crate::fs) struct FileHandle {
     pub(in crate::fs) append: bool,
     /// Wrote (or truncated) since the last successful flush.
     pub(in crate::fs) wrote: bool,
+    /// Opened with O_TRUNC (or created as the next version of a vacated
+    /// file) and not written to yet. A flush then comes from
+    /// closing a duplicate (a shell's `> file` closes its first descriptor
+    /// after dup2, before the program writes): uploading the empty file
+    /// would add an empty revision, so the upload waits for the writes'
+    /// flush, or the release.
+    pub(in crate::fs) only_truncated: bool,
     /// The writer: a flush from another process is a no-op.
     pub(in crate::fs) pid: u32,
     pub(in crate::fs) pattern: ReadPattern,
@@ -144,6 +155,13 @@ pub(in crate::fs) struct State {
     pub(in crate::fs) view_dirs: HashSet<Ino>,
     /// Files with a background upload retry running.
     pub(in crate::fs) retrying: HashSet<Ino>,
+    /// Names whose remote file was renamed to a local-only name (an
+    /// editor's backup), waiting for the editor to write the new version:
+    /// (directory, name) → the remote file.
+    pub(in crate::fs) vacated: HashMap<(Ino, String), Vacancy>,
+    /// Local-only files of an earlier run, by (backend, directory key):
+    /// shown when their directory is first listed.
+    pub(in crate::fs) adopted: HashMap<(usize, Key), Vec<PendingUpload>>,
 }
 
 pub struct BridgeFs {
@@ -186,6 +204,8 @@ impl BridgeFs {
                 hidden: HashMap::new(),
                 view_dirs: HashSet::new(),
                 retrying: HashSet::new(),
+                vacated: HashMap::new(),
+                adopted: HashMap::new(),
             }),
             locks: Mutex::new(HashMap::new()),
             blocks: Arc::new(BlockCache::new(opts.read_cache_bytes)),
@@ -256,6 +276,12 @@ impl BridgeFs {
             nlink,
             valid_for,
         })
+    }
+
+    /// A file that is never uploaded: not on the remote, and named by a
+    /// `mount.local_only` pattern.
+    pub(in crate::fs) fn is_local_only(&self, node: &Node) -> bool {
+        !node.is_remote() && !node.is_dir() && self.opts.local_only.matches(&node.name)
     }
 
     pub(in crate::fs) fn display_path(st: &State, mut ino: Ino) -> String {

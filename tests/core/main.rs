@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bridgefs::fs::core::{BridgeFs, FsOptions, Mounted};
 use bridgefs::fs::namespace::inode::{Ino, ROOT};
+use bridgefs::fs::namespace::local_only::LocalOnly;
 use bridgefs::fs::FsError;
 use memory::{MemoryBackend, ROOT_KEY};
 
@@ -36,6 +37,7 @@ async fn core_with(files: &[(&str, &[u8])]) -> Core {
         read_cache_bytes: 16 << 20,
         cache_dir: dirs.path().join("cache"),
         state_dir: dirs.path().join("state"),
+        local_only: LocalOnly::defaults(),
     };
     let mounted = Mounted {
         name: "docs".into(),

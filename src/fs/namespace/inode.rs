@@ -46,6 +46,10 @@ pub struct Node {
     pub stale: bool,
     /// Read handles pinned to the current version and not yet closed.
     pub readers: u32,
+    /// Created through this mount (a new file, not one found remotely):
+    /// when it is saved over another file, its own remote copy is deleted
+    /// for good rather than sent to a trash.
+    pub created_here: bool,
 }
 
 impl Node {
@@ -135,6 +139,7 @@ impl InodeTable {
                 gone: false,
                 stale: false,
                 readers: 0,
+                created_here: false,
                 refreshed: Instant::now(),
             },
         );
@@ -198,6 +203,7 @@ impl InodeTable {
                 gone: false,
                 stale: false,
                 readers: 0,
+                created_here: false,
                 refreshed: Instant::now(),
             },
         );

@@ -6,7 +6,7 @@ use crate::fs::backend::{Backend, Entry, Kind};
 use crate::fs::core::{BridgeFs, State};
 use crate::fs::error::{FsError, FsResult};
 use crate::fs::namespace::cache::Listing;
-use crate::fs::namespace::inode::{Ino, ROOT};
+use crate::fs::namespace::inode::{Ino, LOCAL_KEY_PREFIX, ROOT};
 use crate::fs::namespace::names;
 use futures::StreamExt;
 use std::collections::HashSet;
@@ -57,7 +57,8 @@ impl BridgeFs {
         Ok(())
     }
 
-    pub(in crate::fs) fn install_listing(&self, dir: Ino, bidx: usize, entries: Vec<Entry>) {
+    pub(in crate::fs) fn install_listing(&self, dir: Ino, bidx: usize, mut entries: Vec<Entry>) {
+        self.skip_vacated(dir, &mut entries);
         let names = names::assign(
             &entries
                 .iter()
@@ -92,6 +93,7 @@ impl BridgeFs {
             .collect();
         drop(now);
         let changed = st.table.take_changed();
+        self.install_adopted(&mut st, dir, bidx);
         // Files created here and not uploaded yet stay visible.
         let locals: Vec<(String, Ino)> = st
             .locals
@@ -122,6 +124,57 @@ impl BridgeFs {
         }
         drop(st);
         self.tell_kernel(gone, changed);
+    }
+
+    /// Leaves out remote files whose name an editor's backup rename vacated
+    /// (the next version is on its way; see `crate::fs::ops::save`).
+    fn skip_vacated(&self, dir: Ino, entries: &mut Vec<Entry>) {
+        let st = self.state.lock();
+        let vacated: HashSet<&str> = st
+            .vacated
+            .iter()
+            .filter(|((d, _), _)| *d == dir)
+            .map(|(_, v)| v.entry.key.as_str())
+            .collect();
+        if !vacated.is_empty() {
+            entries.retain(|e| !vacated.contains(e.key.as_str()));
+        }
+    }
+
+    /// Local-only files of an earlier run that live in `dir` join the
+    /// namespace (once: they are local nodes from then on).
+    fn install_adopted(&self, st: &mut State, dir: Ino, bidx: usize) {
+        let Some(key) = st.table.get(dir).map(|n| n.entry.key.clone()) else {
+            return;
+        };
+        let Some(records) = st.adopted.remove(&(bidx, key)) else {
+            return;
+        };
+        for rec in records {
+            let local = match self.spool.reopen(&rec.id, &rec.spool) {
+                Ok(l) => Arc::new(l),
+                Err(e) => {
+                    tracing::warn!(path = ?rec.display_path, error = %e, "a local-only file of an earlier run cannot be reopened");
+                    continue;
+                }
+            };
+            let mtime = std::fs::metadata(&rec.spool)
+                .and_then(|m| m.modified())
+                .ok();
+            let entry = Entry {
+                key: format!("{LOCAL_KEY_PREFIX}{}", local.id),
+                name: rec.name.clone(),
+                kind: Kind::File,
+                id: String::new(),
+                size: Some(local.size()),
+                mtime,
+                ctime: mtime,
+                writable: true,
+                version: None,
+            };
+            let ino = st.table.insert_local(bidx, dir, rec.name, entry, local);
+            st.locals.insert(ino);
+        }
     }
 
     /// Re-lists views (trash, revisions) of a backend after a change there.

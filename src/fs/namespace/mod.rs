@@ -6,5 +6,6 @@
 pub mod cache;
 pub mod inode;
 pub(in crate::fs) mod listing;
+pub mod local_only;
 pub mod names;
 pub(in crate::fs) mod resolve;

@@ -72,6 +72,7 @@ impl BridgeFs {
                 Some(fh) => {
                     if let Some(Handle::File(h)) = self.state.lock().handles.get_mut(&fh) {
                         h.wrote = true;
+                        h.only_truncated = false;
                     }
                 }
                 // `truncate FILE` with no open handle: upload now and report.

@@ -106,6 +106,9 @@ impl BridgeFs {
             }
         }
         let fh = self.new_handle(ino, write, flags & libc::O_APPEND != 0, trunc, pid);
+        if trunc {
+            self.set_only_truncated(fh);
+        }
         if !write {
             self.pin(ino, fh);
         }
@@ -159,7 +162,7 @@ impl BridgeFs {
     /// another process's copy of a writer's descriptor).
     pub fn flush_cached(&self, ino: Ino, fh: u64, pid: u32) -> Option<FsResult<()>> {
         let (opener, uploads) = match self.state.lock().handles.get(&fh) {
-            Some(Handle::File(h)) => (h.pid == pid, h.wrote && h.pid == pid),
+            Some(Handle::File(h)) => (h.pid == pid, h.wrote && h.pid == pid && !h.only_truncated),
             _ => (false, false),
         };
         if uploads {

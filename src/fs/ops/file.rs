@@ -31,6 +31,7 @@ impl BridgeFs {
                 write,
                 append,
                 wrote,
+                only_truncated: false,
                 pid,
                 pattern: ReadPattern::default(),
                 pinned: None,
@@ -69,10 +70,20 @@ impl BridgeFs {
             self.fresh_attr(ino).await?;
         }
         let fh = self.new_handle(ino, write, flags & libc::O_APPEND != 0, trunc, pid);
+        if trunc {
+            self.set_only_truncated(fh);
+        }
         if !write {
             self.pin(ino, fh);
         }
         Ok(fh)
+    }
+
+    /// See [`FileHandle::only_truncated`].
+    pub(in crate::fs) fn set_only_truncated(&self, fh: u64) {
+        if let Some(Handle::File(h)) = self.state.lock().handles.get_mut(&fh) {
+            h.only_truncated = true;
+        }
     }
 
     pub async fn create(
@@ -108,16 +119,26 @@ impl BridgeFs {
         backend.check_create(&dir.key)?;
         let local = Arc::new(self.spool.create()?);
         let now = SystemTime::now();
-        let entry = Entry {
-            key: format!("{LOCAL_KEY_PREFIX}{}", local.id),
-            name: name.to_string(),
-            kind: Kind::File,
-            id: String::new(),
-            size: Some(0),
-            mtime: Some(now),
-            ctime: Some(now),
-            writable: true,
-            version: None,
+        // After an editor's backup rename, the new file is the next
+        // version of the remote file that had this name.
+        let vacancy = self.take_vacancy(parent, name);
+        let created_here = vacancy.is_none();
+        let entry = match vacancy {
+            Some(v) => Entry {
+                mtime: Some(now),
+                ..v.entry
+            },
+            None => Entry {
+                key: format!("{LOCAL_KEY_PREFIX}{}", local.id),
+                name: name.to_string(),
+                kind: Kind::File,
+                id: String::new(),
+                size: Some(0),
+                mtime: Some(now),
+                ctime: Some(now),
+                writable: true,
+                version: None,
+            },
         };
         let ino = {
             let mut st = self.state.lock();
@@ -125,6 +146,9 @@ impl BridgeFs {
                 .table
                 .insert_local(bidx, parent, name.to_string(), entry, local);
             st.locals.insert(ino);
+            if let Some(n) = st.table.get_mut(ino) {
+                n.created_here = created_here;
+            }
             if let Some(l) = st.cache.any(parent) {
                 l.insert(name.to_string(), ino);
             }
@@ -134,8 +158,14 @@ impl BridgeFs {
             }
             ino
         };
-        // A new file is uploaded on close even if nothing is written.
+        // A new file is uploaded on close even if nothing is written (so
+        // `touch` creates it remotely); the next version of a vacated file
+        // waits for its bytes, like an overwrite (see
+        // `FileHandle::only_truncated`).
         let fh = self.new_handle(ino, true, flags & libc::O_APPEND != 0, true, pid);
+        if !created_here {
+            self.set_only_truncated(fh);
+        }
         let attr = Self::attr_locked(&self.state.lock(), ino)?;
         Ok((attr, fh))
     }
@@ -204,6 +234,7 @@ impl BridgeFs {
             let append = match st.handles.get_mut(&fh) {
                 Some(Handle::File(h)) if h.write && h.ino == ino => {
                     h.wrote = true;
+                    h.only_truncated = false;
                     h.append
                 }
                 _ => return Err(FsError::BadHandle),
@@ -236,7 +267,7 @@ impl BridgeFs {
             self.reader_done(ino, fh);
         }
         let should = match self.state.lock().handles.get(&fh) {
-            Some(Handle::File(h)) => h.wrote && h.pid == pid,
+            Some(Handle::File(h)) => h.wrote && h.pid == pid && !h.only_truncated,
             _ => false,
         };
         if !should {

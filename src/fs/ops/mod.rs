@@ -10,4 +10,5 @@ mod dir;
 mod file;
 mod read;
 mod rename;
+pub(in crate::fs) mod save;
 mod xattr;

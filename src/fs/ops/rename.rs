@@ -52,11 +52,7 @@ impl BridgeFs {
         let spool = Self::unlink_node(&mut st, ino);
         Self::invalidate_views(&mut st, bidx);
         drop(st);
-        match spool {
-            Unlinked::Idle(local) => self.forget_spool(&local),
-            Unlinked::StillOpen(local) => self.journal.remove(&local.id),
-            Unlinked::NoSpool => {}
-        }
+        self.forget_replaced(spool);
         Ok(())
     }
 
@@ -90,7 +86,7 @@ impl BridgeFs {
     }
 
     pub async fn rename(
-        &self,
+        self: &Arc<Self>,
         parent: Ino,
         name: &str,
         newparent: Ino,
@@ -105,8 +101,8 @@ impl BridgeFs {
             return Err(FsError::NotSupported);
         }
         let src = self.resolve(parent, name).await?;
-        let (bidx, backend, entry) = self.remote_of(src)?;
-        let (to_bidx, _, to_dir) = self.remote_of(newparent)?;
+        let (bidx, _, entry) = self.remote_of(src)?;
+        let (to_bidx, _, _) = self.remote_of(newparent)?;
         if to_bidx != bidx {
             return Err(FsError::CrossDevice);
         }
@@ -145,6 +141,46 @@ impl BridgeFs {
             }
             None => None,
         };
+        let (from, to) = ((parent, name), (newparent, newname));
+        if entry.kind == Kind::File {
+            let src_remote = !entry.key.starts_with(LOCAL_KEY_PREFIX);
+            if src_remote && self.opts.local_only.matches(newname) {
+                return self.vacate(src, from, to, target).await;
+            }
+            let remote_target = target_entry
+                .as_ref()
+                .filter(|te| te.kind == Kind::File && !te.key.starts_with(LOCAL_KEY_PREFIX));
+            if let (Some(t), Some(te)) = (target, remote_target) {
+                return self.save_over(src, from, to, t, te.clone()).await;
+            }
+        }
+        let leaves_local_only = self.opts.local_only.matches(name)
+            && !self.opts.local_only.matches(newname)
+            && entry.key.starts_with(LOCAL_KEY_PREFIX);
+        self.move_or_rename(src, from, to, target, target_entry)
+            .await?;
+        if leaves_local_only {
+            // A local-only file given an ordinary name is uploaded now.
+            if let Some(local) = self.local_of(src) {
+                local.mark_dirty();
+            }
+            self.commit(src).await?;
+        }
+        Ok(())
+    }
+
+    /// An ordinary rename: on the remote if the file is there, else a local
+    /// move of a file not uploaded yet.
+    async fn move_or_rename(
+        &self,
+        src: Ino,
+        (parent, name): (Ino, &str),
+        (newparent, newname): (Ino, &str),
+        target: Option<Ino>,
+        target_entry: Option<crate::fs::backend::Entry>,
+    ) -> FsResult<()> {
+        let (bidx, backend, _) = self.remote_of(src)?;
+        let (_, _, to_dir) = self.remote_of(newparent)?;
         let (_, _, from_dir) = self.remote_of(parent)?;
         // Hold the file's upload so it cannot go out under the old name.
         let (_upload, src_remote, entry) = self.settle(src).await?;
@@ -198,11 +234,7 @@ impl BridgeFs {
             .filter(|l| l.journaled())
             .and_then(|_| self.pending_record(&st, src));
         drop(st);
-        match replaced {
-            Unlinked::Idle(local) => self.forget_spool(&local),
-            Unlinked::StillOpen(local) => self.journal.remove(&local.id),
-            Unlinked::NoSpool => {}
-        }
+        self.forget_replaced(replaced);
         if let Some(rec) = moved_record {
             if let Err(e) = self.journal.record(&rec) {
                 tracing::error!(path = ?rec.display_path, error = %e, "cannot update journal record");

@@ -52,11 +52,16 @@ impl BridgeFs {
         let local = node.local.as_ref()?;
         let b = node.backend?;
         let dir = st.table.get(node.parent)?;
+        let local_only = self.is_local_only(node);
         Some(PendingUpload {
+            local_only,
             id: local.id.clone(),
             backend: self.mounts[b].name.clone(),
             dir_key: dir.entry.key.clone(),
-            name: names::to_remote(&node.name),
+            name: match local_only {
+                true => node.name.clone(),
+                false => names::to_remote(&node.name),
+            },
             existing_key: node.is_remote().then(|| node.entry.key.clone()),
             spool: local.path.clone(),
             display_path: Self::display_path(st, ino),

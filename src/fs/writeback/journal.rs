@@ -30,6 +30,10 @@ pub struct PendingUpload {
     /// such a record is kept but not retried until someone asks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+    /// A local-only file (see `mount.local_only`): never uploaded; the
+    /// record keeps it across a restart. `name` is then the local name.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub local_only: bool,
 }
 
 /// The file extension of an orphaned record.
@@ -169,6 +173,7 @@ mod tests {
             spool: dir.path().join("s"),
             display_path: "apps/handbook/x.txt".into(),
             refused: None,
+            local_only: false,
         };
         j.record(&rec).unwrap();
         use std::os::unix::fs::PermissionsExt;
@@ -195,6 +200,7 @@ mod tests {
             spool: dir.path().join("gone"),
             display_path: "library/y.txt".into(),
             refused: None,
+            local_only: false,
         };
         j.record(&rec).unwrap();
         j.mark_orphaned("b2").unwrap();

@@ -25,6 +25,10 @@ impl BridgeFs {
                 self.set_aside_orphan(&rec);
                 continue;
             }
+            if rec.local_only {
+                self.adopt(rec);
+                continue;
+            }
             if rec.refused.is_some() {
                 tracing::info!(path = ?rec.display_path, reason = ?rec.refused, "kept an upload the server refused; not retried (SIGHUP or `bridgefs pending retry` tries again)");
                 self.refused_at_start.lock().push(rec);
@@ -63,6 +67,20 @@ impl BridgeFs {
                 false
             }
         }
+    }
+
+    /// Keeps a local-only file of an earlier run, to be shown when its
+    /// directory is listed (see `BridgeFs::install_adopted`).
+    pub(in crate::fs) fn adopt(&self, rec: PendingUpload) {
+        let Some(bidx) = self.mounts.iter().position(|m| m.name == rec.backend) else {
+            tracing::warn!(path = ?rec.display_path, "a local-only file of a backend no longer configured is kept aside");
+            return;
+        };
+        let mut st = self.state.lock();
+        st.adopted
+            .entry((bidx, rec.dir_key.clone()))
+            .or_default()
+            .push(rec);
     }
 
     /// A record whose bytes are gone can never upload: reported once, then

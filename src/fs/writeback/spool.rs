@@ -32,6 +32,27 @@ impl Spool {
         Ok(Spool { dir })
     }
 
+    /// Reopens the spool file of a journal record (a local-only file kept
+    /// across a restart). It counts as in sync: it lives here.
+    pub fn reopen(&self, id: &str, path: &Path) -> FsResult<LocalFile> {
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let size = file.metadata()?.len();
+        Ok(LocalFile {
+            id: id.to_string(),
+            path: path.to_path_buf(),
+            inner: Mutex::new(LocalState {
+                file,
+                size,
+                generation: 0,
+                uploaded_generation: Some(0),
+                journaled: true,
+                write_error: None,
+                refused: None,
+            }),
+            upload: Arc::default(),
+        })
+    }
+
     /// Deletes every spool file not in `keep` (start-up, before serving).
     pub fn remove_unlisted(&self, keep: &std::collections::HashSet<PathBuf>) -> usize {
         let Ok(rd) = std::fs::read_dir(&self.dir) else {
@@ -116,6 +137,13 @@ impl LocalFile {
     /// Records that the bytes of `generation` reached the remote.
     pub fn mark_uploaded(&self, generation: u64) {
         self.inner.lock().uploaded_generation = Some(generation);
+    }
+
+    /// Marks the bytes as not on the remote (a local-only file renamed to
+    /// an ordinary name, or saved over another file): the next commit
+    /// uploads them.
+    pub fn mark_dirty(&self) {
+        self.inner.lock().uploaded_generation = None;
     }
 
     /// Marks a file as already in sync (a spool filled from the remote).

@@ -110,6 +110,11 @@ impl BridgeFs {
         };
         self.make_durable(&local, &record).await?;
         local.set_journaled(true);
+        if record.local_only {
+            // Kept here for good: durable, and never uploaded.
+            local.mark_uploaded(generation);
+            return Ok(());
+        }
         self.counters.uploads.fetch_add(1, Ordering::Relaxed);
         let existing = match existing {
             Some(base) => match backend.current(&record.dir_key, &base).await? {

@@ -1,0 +1,202 @@
+//! Editors' saves. Tools save a file in one of three ways, and each must end
+//! with the target's remote identity (id, name, tags, metadata, earlier
+//! revisions, visibility) kept and the new bytes as its newest content:
+//!
+//! - **write a temporary file, rename it over the target** (`sed -i`,
+//!   gedit, LibreOffice, rsync, scripts): the rename is a *save over*: the
+//!   temporary file's bytes are uploaded as the target's new content
+//!   (a new revision in a Files app) and the temporary file's own remote
+//!   copy, if it had one, is deleted;
+//! - **rename the target to a backup name, write a new file under the old
+//!   name** (vim): when the backup name is local-only, the rename *vacates*
+//!   the name: the backup becomes a local-only file holding the old bytes,
+//!   and the remote file waits, untouched, for the new file of that name,
+//!   which is uploaded as its new content. If no file of that name comes
+//!   within [`VACANCY_GRACE`], the rename is carried out (the remote file
+//!   is removed, as the backup lives only here);
+//! - **rewrite in place** (nano, `>`): an ordinary overwrite, already an
+//!   upload onto the same remote file.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::fs::backend::{Entry, Kind};
+use crate::fs::core::BridgeFs;
+use crate::fs::error::FsResult;
+use crate::fs::namespace::inode::{Ino, LOCAL_KEY_PREFIX};
+use crate::fs::ops::rename::Unlinked;
+
+/// How long a vacated name waits for the editor's new file.
+pub const VACANCY_GRACE: Duration = Duration::from_secs(10);
+
+/// A remote file whose name was vacated by a rename to a local-only name.
+#[derive(Debug, Clone)]
+pub struct Vacancy {
+    pub entry: Entry,
+    pub backend: usize,
+}
+
+/// Where a rename goes from and to: (parent, name).
+pub(in crate::fs) type Place<'a> = (Ino, &'a str);
+
+impl BridgeFs {
+    /// `rename(src, target)` onto an existing remote file: the target keeps
+    /// its identity and gets `src`'s bytes; `src` goes. Returns the upload's
+    /// result; on a failure the bytes stay spooled and journaled under the
+    /// target's name and the background retry uploads them.
+    pub(in crate::fs) async fn save_over(
+        self: &Arc<Self>,
+        src: Ino,
+        from: Place<'_>,
+        to: Place<'_>,
+        target: Ino,
+        target_entry: Entry,
+    ) -> FsResult<()> {
+        let local = self.ensure_local(src, false).await?;
+        let (upload, src_remote, src_entry) = self.settle(src).await?;
+        let (bidx, replaced, created_here) = {
+            let mut st = self.state.lock();
+            let bidx = st.table.get(src).and_then(|n| n.backend);
+            let created_here = st.table.get(src).is_some_and(|n| n.created_here);
+            let replaced = Self::unlink_node(&mut st, target);
+            st.table.rebind(src, target_entry);
+            drop(st);
+            self.move_node(src, from, to);
+            (bidx, replaced, created_here)
+        };
+        self.forget_replaced(replaced);
+        local.mark_dirty();
+        drop(upload);
+        let saved = self.commit(src).await;
+        if src_remote && (saved.is_ok() || local.journaled()) {
+            self.drop_saved_source(bidx, from.0, &src_entry, created_here)
+                .await;
+        }
+        saved
+    }
+
+    /// Deletes the remote copy of a file saved over another: for good if
+    /// this mount created it (a temporary file), else as `unlink` would.
+    async fn drop_saved_source(
+        &self,
+        bidx: Option<usize>,
+        dir: Ino,
+        entry: &Entry,
+        created_here: bool,
+    ) {
+        let Some(b) = bidx else { return };
+        let backend = self.mounts[b].backend.clone();
+        let Ok((_, _, dir)) = self.remote_of(dir) else {
+            return;
+        };
+        let done = match created_here {
+            true => backend.discard(&dir.key, entry).await,
+            false => backend.remove(&dir.key, entry).await,
+        };
+        if let Err(e) = done {
+            tracing::warn!(name = ?entry.name, error = %e, "a file saved over another is still on the remote");
+        }
+        let mut st = self.state.lock();
+        Self::invalidate_views(&mut st, b);
+    }
+
+    /// `rename(remote file, local-only name)`: the file becomes local-only
+    /// (its bytes spooled) and its remote copy keeps the old name, waiting
+    /// for the editor's new file (see the module's doc).
+    pub(in crate::fs) async fn vacate(
+        self: &Arc<Self>,
+        src: Ino,
+        from: Place<'_>,
+        to: Place<'_>,
+        target: Option<Ino>,
+    ) -> FsResult<()> {
+        let local = self.ensure_local(src, false).await?;
+        let (upload, _, entry) = self.settle(src).await?;
+        let replaced = {
+            let mut st = self.state.lock();
+            let Some(backend) = st.table.get(src).and_then(|n| n.backend) else {
+                return Ok(());
+            };
+            let replaced = target.map(|t| Self::unlink_node(&mut st, t));
+            let local_entry = Entry {
+                key: format!("{LOCAL_KEY_PREFIX}{}", local.id),
+                ..entry.clone()
+            };
+            st.table.rebind(src, local_entry);
+            let vacancy = Vacancy { entry, backend };
+            st.vacated.insert((from.0, from.1.to_string()), vacancy);
+            replaced
+        };
+        self.move_node(src, from, to);
+        if let Some(r) = replaced {
+            self.forget_replaced(r);
+        }
+        local.mark_dirty();
+        drop(upload);
+        self.expire_later(from.0, from.1.to_string());
+        // Journals the local-only file (it survives a restart).
+        self.commit(src).await
+    }
+
+    /// Carries out a vacating rename whose name got no new file in time:
+    /// the remote file is removed (its bytes live on in the local backup).
+    fn expire_later(self: &Arc<Self>, dir: Ino, name: String) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(VACANCY_GRACE).await;
+            let Some(v) = me.state.lock().vacated.remove(&(dir, name.clone())) else {
+                return;
+            };
+            let backend = me.mounts[v.backend].backend.clone();
+            let removed = match me.remote_of(dir) {
+                Ok((_, _, d)) => backend.remove(&d.key, &v.entry).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = removed {
+                tracing::warn!(name = ?name, error = %e, "a file renamed to a local-only name is still on the remote");
+            }
+            let mut st = me.state.lock();
+            st.cache.invalidate(dir);
+            Self::invalidate_views(&mut st, v.backend);
+        });
+    }
+
+    /// The remote file a new file of this name is the next version of (the
+    /// name was vacated by an editor's backup rename).
+    pub(in crate::fs) fn take_vacancy(&self, dir: Ino, name: &str) -> Option<Vacancy> {
+        let mut st = self.state.lock();
+        let v = st.vacated.remove(&(dir, name.to_string()))?;
+        (v.entry.kind == Kind::File).then_some(v)
+    }
+
+    /// Moves a node to its new place in the namespace (the kernel already
+    /// did so in its own caches).
+    pub(in crate::fs) fn move_node(&self, ino: Ino, from: Place<'_>, to: Place<'_>) {
+        let mut st = self.state.lock();
+        if let Some(l) = st.cache.any(from.0) {
+            l.remove(from.1);
+        }
+        st.hidden.remove(&(from.0, from.1.to_string()));
+        if let Some(n) = st.table.get_mut(ino) {
+            n.parent = to.0;
+            n.name = to.1.to_string();
+            n.hidden = false;
+        }
+        if let Some(l) = st.cache.any(to.0) {
+            l.insert(to.1.to_string(), ino);
+        }
+        st.cache.clear_negative(to.0, to.1);
+        if let Some(b) = st.table.get(ino).and_then(|n| n.backend) {
+            Self::invalidate_views(&mut st, b);
+        }
+    }
+
+    /// Disk work for a file replaced by a rename, with no lock held.
+    pub(in crate::fs) fn forget_replaced(&self, replaced: Unlinked) {
+        match replaced {
+            Unlinked::Idle(local) => self.forget_spool(&local),
+            Unlinked::StillOpen(local) => self.journal.remove(&local.id),
+            Unlinked::NoSpool => {}
+        }
+    }
+}
