@@ -22,7 +22,7 @@ use tokio::runtime::Handle;
 
 use crate::fs::backend::Kind;
 use crate::fs::core::{Attr, BridgeFs};
-use crate::fs::{FsError, FsResult};
+use crate::fs::{FsError, FsResult, SetAttr};
 use crate::metrics::FuseMetrics;
 
 /// The kernel's caches, through fuser's notifier: what the core asks to
@@ -79,7 +79,7 @@ fn to_file_attr(a: &Attr, owner: Owner) -> FileAttr {
         ino: INodeNo(a.ino),
         size: a.size,
         blocks: a.size.div_ceil(512),
-        atime: a.mtime,
+        atime: a.atime,
         mtime: a.mtime,
         ctime: a.ctime,
         crtime: a.ctime,
@@ -89,8 +89,8 @@ fn to_file_attr(a: &Attr, owner: Owner) -> FileAttr {
         },
         perm: a.perm,
         nlink: a.nlink,
-        uid: owner.uid,
-        gid: owner.gid,
+        uid: a.uid.unwrap_or(owner.uid),
+        gid: a.gid.unwrap_or(owner.gid),
         rdev: 0,
         blksize: 1 << 20,
         flags: 0,
@@ -268,12 +268,12 @@ impl Filesystem for FuseAdapter {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
         size: Option<u64>,
-        _atime: Option<TimeOrNow>,
-        _mtime: Option<TimeOrNow>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
         fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
@@ -283,10 +283,22 @@ impl Filesystem for FuseAdapter {
         reply: ReplyAttr,
     ) {
         let (fs, owner) = (self.fs.clone(), self.owner);
+        let time = |t: TimeOrNow| match t {
+            TimeOrNow::SpecificTime(t) => t,
+            TimeOrNow::Now => SystemTime::now(),
+        };
+        let change = SetAttr {
+            size,
+            mode: mode.map(|m| (m & 0o7777) as u16),
+            uid,
+            gid,
+            atime: atime.map(time),
+            mtime: mtime.map(time),
+        };
         self.run(
             "setattr",
             reply,
-            async move { fs.setattr(ino.0, size, fh.map(|f| f.0)).await },
+            async move { fs.setattr(ino.0, change, fh.map(|f| f.0)).await },
             move |r, a| r.attr(&a.valid_for, &to_file_attr(&a, owner)),
         );
     }

@@ -28,6 +28,28 @@ fn failing_mv(emu: &Emulator, m: &Mount, dir: &str, faults: Faults) -> i32 {
     errno(&err)
 }
 
+/// A refused save over a file undoes the rename: through the mount both
+/// files read as before it.
+fn assert_both_as_before(m: &Mount, dir: &str) {
+    let read = |n: &str| std::fs::read(m.path(&format!("{dir}/{n}"))).unwrap();
+    assert_eq!(
+        read("keep.txt"),
+        b"old bytes",
+        "{dir}: the target as it was"
+    );
+    assert_eq!(read("tmp.txt"), b"new bytes", "{dir}: the source as it was");
+}
+
+/// Uploads to a path containing `path` answer 400, once.
+fn refuse_upload(path: &str) -> Faults {
+    Faults {
+        path_contains: Some(path.into()),
+        fail_next: 1,
+        error_status: Some(400),
+        ..Faults::default()
+    }
+}
+
 fn fail_once(method: &str, path: &str, pass_first: u32) -> Faults {
     Faults {
         method: Some(method.into()),
@@ -45,14 +67,10 @@ fn library_rename_onto_existing_keeps_the_target_when_the_rename_fails() {
     let m = Mount::start(&emu);
     let remote = Remote::new(&emu.url());
     two_files(&m, "library");
-    // The first update (the target moved aside) passes, the rename fails.
-    let e = failing_mv(
-        &emu,
-        &m,
-        "library",
-        fail_once("POST", "/library/live/files", 1),
-    );
+    // The upload of the new bytes under the target's name is refused.
+    let e = failing_mv(&emu, &m, "library", refuse_upload("fileUploadS3"));
     assert_eq!(e, libc::EINVAL, "the 400 is reported");
+    assert_both_as_before(&m, "library");
     assert_eq!(
         remote.library_bytes_by_name("keep.txt").as_deref(),
         Some(&b"old bytes"[..]),
@@ -92,43 +110,20 @@ fn library_rename_onto_existing_keeps_the_target_when_the_rename_fails() {
 }
 
 #[test]
-fn library_rename_onto_existing_fails_cleanly_when_the_target_cannot_move_aside() {
-    let emu = Emulator::demo();
-    let m = Mount::start(&emu);
-    let remote = Remote::new(&emu.url());
-    two_files(&m, "library");
-    failing_mv(
-        &emu,
-        &m,
-        "library",
-        fail_once("POST", "/library/live/files", 0),
-    );
-    assert_eq!(
-        remote.library_bytes_by_name("keep.txt").as_deref(),
-        Some(&b"old bytes"[..])
-    );
-    assert_eq!(
-        remote.library_bytes_by_name("tmp.txt").as_deref(),
-        Some(&b"new bytes"[..])
-    );
-    assert_eq!(
-        std::fs::read(m.path("library/keep.txt")).unwrap(),
-        b"old bytes"
-    );
-}
-
-#[test]
 fn app_rename_onto_existing_keeps_the_target_when_the_rename_fails() {
     let emu = Emulator::demo();
     let m = Mount::start(&emu);
     let remote = Remote::new(&emu.url());
     two_files(&m, "apps/handbook");
-    failing_mv(
+    // The new revision of the target is refused.
+    let e = failing_mv(
         &emu,
         &m,
         "apps/handbook",
         fail_once("PATCH", "/files/api/files/", 0),
     );
+    assert_eq!(e, libc::EINVAL, "the 400 is reported");
+    assert_both_as_before(&m, "apps/handbook");
     assert_eq!(
         remote.app_bytes_by_name("handbook", "keep.txt").as_deref(),
         Some(&b"old bytes"[..]),
@@ -153,12 +148,15 @@ fn client_rename_onto_existing_keeps_the_target_when_the_rename_fails() {
     let m = Mount::start(&emu);
     let remote = Remote::new(&emu.url());
     two_files(&m, "clients/1");
-    failing_mv(
+    // The upload of the new bytes as the target's next file is refused.
+    let e = failing_mv(
         &emu,
         &m,
         "clients/1",
-        fail_once("PATCH", "/clients/1/files/", 0),
+        fail_once("POST", "/clients/1/files", 0),
     );
+    assert_eq!(e, libc::EINVAL, "the 400 is reported");
+    assert_both_as_before(&m, "clients/1");
     let keep = remote
         .client_file_named(1, "keep.txt")
         .expect("target kept");

@@ -281,3 +281,116 @@ fn local_only_files_stay_on_this_machine_and_survive_a_restart() {
         "one record per backup file left, the swap files' went"
     );
 }
+
+/// `rsync -a` into each backend, twice: the second run finds every time,
+/// mode and size as it left them and transfers nothing.
+#[test]
+fn rsync_a_twice_transfers_nothing_the_second_time() {
+    let emu = Emulator::demo();
+    let m = Mount::start(&emu);
+    // Apps are flat: they get the files without the folder.
+    let flat = m.files.path("flat");
+    let tree = m.files.path("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::create_dir_all(&flat).unwrap();
+    for src in [&flat, &tree] {
+        std::fs::write(src.join("one.txt"), b"one\n").unwrap();
+        std::fs::write(src.join("two.bin"), pattern(70_000, 3)).unwrap();
+    }
+    std::fs::write(tree.join("sub/three.txt"), b"three\n").unwrap();
+    sh_ok(&format!(
+        "touch -d @1614834367 {0}/*.* {1}/*.* {1}/sub/three.txt",
+        flat.display(),
+        tree.display()
+    ));
+    let transfers = |out: &str| out.lines().filter(|l| l.starts_with('>')).count();
+    for (src, dest) in [
+        (&flat, "apps/handbook"),
+        (&tree, "library/synced"),
+        (&tree, "clients/1/synced"),
+    ] {
+        let rsync = format!("rsync -ai {}/ {}", src.display(), m.path(dest).display());
+        let first = sh_ok(&rsync);
+        assert!(
+            transfers(&first) >= 2,
+            "{dest}: the first run copies: {first}"
+        );
+        let second = sh_ok(&rsync);
+        assert_eq!(
+            transfers(&second),
+            0,
+            "{dest}: the second run transfers nothing: {second}"
+        );
+    }
+    let one = std::fs::metadata(m.path("library/synced/one.txt")).unwrap();
+    assert_eq!(one.mtime(), 1_614_834_367, "the mtime rsync set");
+}
+
+/// `cp -p`, `touch -d`, chmod and chown show in `stat`, survive a restart,
+/// and go when the remote file changes under another client.
+#[test]
+fn times_modes_and_owners_are_kept_until_the_remote_changes() {
+    let emu = Emulator::demo();
+    let mut m = Mount::start(&emu);
+    let remote = Remote::new(&emu.url());
+    let local = m.files.path("stamped.txt");
+    std::fs::write(&local, b"stamped").unwrap();
+    sh_ok(&format!("touch -d @1600000000 {}", local.display()));
+    let p = m.path("apps/handbook/stamped.txt");
+    sh_ok(&format!("cp -p {} {}", local.display(), p.display()));
+    sh_ok(&format!(
+        "chmod 0600 {0} && chown 1234:5678 {0}",
+        p.display()
+    ));
+    let check = |m: &Mount, when: &str| {
+        let md = std::fs::metadata(m.path("apps/handbook/stamped.txt")).unwrap();
+        assert_eq!(md.mtime(), 1_600_000_000, "{when}: mtime");
+        assert_eq!(md.mode() & 0o7777, 0o600, "{when}: mode");
+        assert_eq!((md.uid(), md.gid()), (1234, 5678), "{when}: owner");
+    };
+    check(&m, "after cp -p, chmod, chown");
+    m.stop();
+    m.spawn();
+    check(&m, "after a restart");
+    // Another client writes a new revision: the remote's values show again.
+    let id = remote.app_file("handbook", "stamped.txt").unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    remote.app_overwrite(id, b"changed elsewhere");
+    m.stop();
+    m.spawn();
+    let md = std::fs::metadata(&p).unwrap();
+    assert_ne!(md.mtime(), 1_600_000_000, "the remote's new time");
+    assert_eq!(md.mode() & 0o7777, 0o644, "the default mode again");
+}
+
+/// With `allow_other`, modes set by chmod are enforced by the kernel: a
+/// folder chmod 0700 by its owner refuses another user.
+#[test]
+fn chmod_0700_refuses_other_users_with_allow_other() {
+    let emu = Emulator::demo();
+    let opts = MountOptions {
+        extra_toml: "\n[mount]\nallow_other = true\n".into(),
+        ..MountOptions::default()
+    };
+    let m = Mount::start_with(&emu, opts);
+    let dir = m.path("library/private");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("secret.txt"), b"s").unwrap();
+    let as_nobody = |cmd: &str| {
+        sh(&format!(
+            "setpriv --reuid 65534 --regid 65534 --clear-groups {cmd}"
+        ))
+    };
+    let (code, _, _) = as_nobody(&format!("ls {}", dir.display()));
+    assert_eq!(code, 0, "readable before the chmod");
+    sh_ok(&format!("chmod 0700 {}", dir.display()));
+    let (code, _, err) = as_nobody(&format!("ls {}", dir.display()));
+    assert_ne!(code, 0, "refused after chmod 0700");
+    assert!(err.contains("Permission denied"), "EACCES: {err}");
+    let (code, _, err) = as_nobody(&format!("cat {}/secret.txt", dir.display()));
+    assert!(
+        code != 0 && err.contains("Permission denied"),
+        "EACCES on a file inside: {err}"
+    );
+}

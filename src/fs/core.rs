@@ -16,6 +16,7 @@ use crate::fs::error::{FsError, FsResult};
 use crate::fs::namespace::cache::MetaCache;
 use crate::fs::namespace::inode::{Ino, InodeTable, Node, ROOT};
 use crate::fs::namespace::local_only::LocalOnly;
+use crate::fs::namespace::overlay::Overlay;
 use crate::fs::ops::save::Vacancy;
 use crate::fs::writeback::journal::{Journal, PendingUpload};
 use crate::fs::writeback::spool::{LocalFile, Spool};
@@ -30,6 +31,10 @@ pub struct Attr {
     pub ctime: SystemTime,
     pub perm: u16,
     pub nlink: u32,
+    pub atime: SystemTime,
+    /// Set by `chown`; `None`: the mount's owner.
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
     /// How long the kernel may keep this entry and these attributes: never
     /// past the expiry of the listing they came from, so a remote change
     /// shows within `metadata_ttl`.
@@ -177,6 +182,7 @@ pub struct BridgeFs {
     pub(in crate::fs) kernel: parking_lot::RwLock<Option<Arc<dyn super::kernel::KernelCache>>>,
     pub(in crate::fs) spool: Spool,
     pub(in crate::fs) journal: Journal,
+    pub(in crate::fs) overlay: Overlay,
     pub(in crate::fs) opts: FsOptions,
     pub counters: Counters,
 }
@@ -186,6 +192,8 @@ impl BridgeFs {
         let spool = Spool::open(&opts.cache_dir)
             .map_err(|e| FsError::Io(format!("cache dir {}: {e}", opts.cache_dir.display())))?;
         let journal = Journal::open(&opts.state_dir)
+            .map_err(|e| FsError::Io(format!("state dir {}: {e}", opts.state_dir.display())))?;
+        let overlay = Overlay::open(&opts.state_dir)
             .map_err(|e| FsError::Io(format!("state dir {}: {e}", opts.state_dir.display())))?;
         let mut table = InodeTable::new();
         table.insert_root(Entry::dir("", "", "root"));
@@ -214,6 +222,7 @@ impl BridgeFs {
             mounts,
             spool,
             journal,
+            overlay,
             opts,
             counters: Counters::default(),
         }))
@@ -250,8 +259,8 @@ impl BridgeFs {
 
     pub(in crate::fs) fn attr_locked(st: &State, ino: Ino) -> FsResult<Attr> {
         let node = st.table.get(ino).ok_or(FsError::NotFound)?;
-        let e = &node.entry;
-        let mtime = e.mtime.unwrap_or_else(fallback_time);
+        let (e, set) = (&node.entry, &node.attrs);
+        let mtime = set.mtime.or(e.mtime).unwrap_or_else(fallback_time);
         let (size, perm, nlink) = match e.kind {
             Kind::Dir => (4096, if e.writable { 0o755 } else { 0o555 }, 2),
             Kind::File => (
@@ -265,15 +274,19 @@ impl BridgeFs {
                 u32::from(!node.gone),
             ),
         };
+        let ctime = e.ctime.unwrap_or(mtime).max(mtime);
         let valid_for = st.cache.remaining(node.parent).unwrap_or(st.cache.ttl);
         Ok(Attr {
             ino,
             kind: e.kind,
             size,
             mtime,
-            ctime: e.ctime.unwrap_or(mtime).max(mtime),
-            perm,
+            atime: set.atime.unwrap_or(mtime),
+            ctime: set.ctime.map_or(ctime, |c| c.max(ctime)),
+            perm: set.mode.map_or(perm, |m| m & 0o7777),
             nlink,
+            uid: set.uid,
+            gid: set.gid,
             valid_for,
         })
     }

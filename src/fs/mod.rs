@@ -19,3 +19,4 @@ mod ops;
 pub mod writeback;
 
 pub use error::{FsError, FsResult};
+pub use ops::SetAttr;

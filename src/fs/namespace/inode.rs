@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::fs::backend::{Entry, Key, Kind};
+use crate::fs::namespace::overlay::Attrs;
 use crate::fs::writeback::spool::LocalFile;
 
 pub type Ino = u64;
@@ -50,6 +51,8 @@ pub struct Node {
     /// when it is saved over another file, its own remote copy is deleted
     /// for good rather than sent to a trash.
     pub created_here: bool,
+    /// Times, mode and owner set locally (see `crate::fs::namespace::overlay`).
+    pub attrs: Attrs,
 }
 
 impl Node {
@@ -140,6 +143,7 @@ impl InodeTable {
                 stale: false,
                 readers: 0,
                 created_here: false,
+                attrs: Attrs::default(),
                 refreshed: Instant::now(),
             },
         );
@@ -204,6 +208,7 @@ impl InodeTable {
                 stale: false,
                 readers: 0,
                 created_here: false,
+                attrs: Attrs::default(),
                 refreshed: Instant::now(),
             },
         );

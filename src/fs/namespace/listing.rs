@@ -93,6 +93,7 @@ impl BridgeFs {
             .collect();
         drop(now);
         let changed = st.table.take_changed();
+        let stale = self.apply_overlay(&mut st, bidx, &list);
         self.install_adopted(&mut st, dir, bidx);
         // Files created here and not uploaded yet stay visible.
         let locals: Vec<(String, Ino)> = st
@@ -123,7 +124,38 @@ impl BridgeFs {
             tracing::debug!(dropped, "inode table trimmed");
         }
         drop(st);
+        for key in stale {
+            self.overlay.remove(&self.mounts[bidx].name, &key);
+        }
         self.tell_kernel(gone, changed);
+    }
+
+    /// Gives listed items the times, mode and owner kept for their current
+    /// version; returns the keys whose kept entry is for another version
+    /// (changed remotely), to be dropped once the lock is released.
+    fn apply_overlay(&self, st: &mut State, bidx: usize, list: &[(String, Ino)]) -> Vec<String> {
+        let mut stale = Vec::new();
+        if self.overlay.is_empty() {
+            return stale;
+        }
+        let backend = &self.mounts[bidx].name;
+        for (_, ino) in list {
+            let Some(node) = st.table.get_mut(*ino) else {
+                continue;
+            };
+            if node.local.is_some() {
+                continue; // being written: the node's own attributes rule
+            }
+            match self.overlay.get(backend, &node.entry) {
+                Some(a) if a.is_empty() => {
+                    node.attrs = Default::default();
+                    stale.push(node.entry.key.clone());
+                }
+                Some(a) => node.attrs = a,
+                None => {}
+            }
+        }
+        stale
     }
 
     /// Leaves out remote files whose name an editor's backup rename vacated

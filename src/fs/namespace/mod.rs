@@ -8,4 +8,5 @@ pub mod inode;
 pub(in crate::fs) mod listing;
 pub mod local_only;
 pub mod names;
+pub mod overlay;
 pub(in crate::fs) mod resolve;

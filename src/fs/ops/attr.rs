@@ -6,6 +6,7 @@ use crate::fs::namespace::inode::Ino;
 use crate::fs::namespace::names;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 impl BridgeFs {
     pub async fn lookup(&self, parent: Ino, name: &str) -> FsResult<Attr> {
@@ -40,14 +41,17 @@ impl BridgeFs {
         Ok(attr)
     }
 
-    /// chmod/chown/utimens succeed without remote effect; a size truncates.
+    /// A size truncates (uploaded by the writer's close, or at once); times,
+    /// mode and owner go to the local overlay (see
+    /// `crate::fs::namespace::overlay`).
     pub async fn setattr(
         self: &Arc<Self>,
         ino: Ino,
-        size: Option<u64>,
+        change: SetAttr,
         fh: Option<u64>,
     ) -> FsResult<Attr> {
-        if let Some(size) = size {
+        self.set_overlay(ino, &change)?;
+        if let Some(size) = change.size {
             if i64::try_from(size).is_err() {
                 return Err(FsError::TooBig);
             }
@@ -83,5 +87,80 @@ impl BridgeFs {
             }
         }
         self.fresh_attr(ino).await
+    }
+
+    /// Stores chmod/chown/utimens in the node and, for a remote item, on
+    /// disk (after the lock is dropped); ctime moves, as POSIX wants.
+    fn set_overlay(&self, ino: Ino, change: &SetAttr) -> FsResult<()> {
+        if change.only_size() {
+            return Ok(());
+        }
+        let keep = {
+            let mut st = self.state.lock();
+            let node = st.table.get_mut(ino).ok_or(FsError::NotFound)?;
+            let set = &mut node.attrs;
+            set.mode = change.mode.or(set.mode);
+            set.uid = change.uid.or(set.uid);
+            set.gid = change.gid.or(set.gid);
+            set.mtime = change.mtime.or(set.mtime);
+            set.atime = change.atime.or(set.atime);
+            set.ctime = Some(SystemTime::now());
+            let attrs = *set;
+            let remote = node.is_remote() && !node.gone;
+            let backend = node.backend.filter(|_| remote);
+            backend.map(|b| (self.mounts[b].name.clone(), node.entry.clone(), attrs))
+        };
+        if let Some((backend, entry, attrs)) = keep {
+            self.overlay.put(&backend, &entry, attrs);
+        }
+        Ok(())
+    }
+
+    /// After an upload or a rename of ours gave `ino` a new remote version
+    /// (or identity), its overlay entry follows it; the one under
+    /// `old_key` goes.
+    pub(in crate::fs) fn restamp(&self, ino: Ino, old_key: Option<&str>) {
+        let found = {
+            let st = self.state.lock();
+            st.table.get(ino).and_then(|n| {
+                let b = n.backend?;
+                Some((
+                    self.mounts[b].name.clone(),
+                    n.entry.clone(),
+                    n.attrs,
+                    n.is_remote(),
+                ))
+            })
+        };
+        let Some((backend, entry, attrs, remote)) = found else {
+            return;
+        };
+        if let Some(old) = old_key.filter(|k| *k != entry.key) {
+            self.overlay.remove(&backend, &old.to_string());
+        }
+        if remote && !attrs.is_empty() {
+            self.overlay.put(&backend, &entry, attrs);
+        }
+    }
+}
+
+/// What a `setattr` asks to change.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SetAttr {
+    pub size: Option<u64>,
+    pub mode: Option<u16>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub atime: Option<SystemTime>,
+    pub mtime: Option<SystemTime>,
+}
+
+impl SetAttr {
+    fn only_size(&self) -> bool {
+        self.mode.is_none()
+            && self.uid.is_none()
+            && self.gid.is_none()
+            && self.atime.is_none()
+            && self.mtime.is_none()
     }
 }

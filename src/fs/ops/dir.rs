@@ -139,7 +139,10 @@ impl BridgeFs {
         if let Some(n) = st.table.get_mut(ino) {
             n.lookups += 1;
         }
-        Self::attr_locked(&st, ino)
+        let attr = Self::attr_locked(&st, ino);
+        drop(st);
+        self.touch_dir(parent);
+        attr
     }
 
     pub async fn rmdir(&self, parent: Ino, name: &str) -> FsResult<()> {
@@ -167,6 +170,9 @@ impl BridgeFs {
         st.cache.invalidate(ino);
         st.table.mark_gone(ino);
         Self::invalidate_views(&mut st, bidx);
+        drop(st);
+        self.overlay.remove(&self.mounts[bidx].name, &entry.key);
+        self.touch_dir(parent);
         Ok(())
     }
 }

@@ -166,6 +166,7 @@ impl BridgeFs {
         if !created_here {
             self.set_only_truncated(fh);
         }
+        self.touch_dir(parent);
         let attr = Self::attr_locked(&self.state.lock(), ino)?;
         Ok((attr, fh))
     }
@@ -215,10 +216,26 @@ impl BridgeFs {
         Ok(local)
     }
 
+    /// New content: mtime and ctime are now (a time set by utimens
+    /// before gives way, as on a local disk).
     pub(in crate::fs) fn touch(&self, ino: Ino) {
         let mut st = self.state.lock();
         if let Some(n) = st.table.get_mut(ino) {
-            n.entry.mtime = Some(SystemTime::now());
+            let now = SystemTime::now();
+            n.entry.mtime = Some(now);
+            n.attrs.mtime = None;
+            n.attrs.ctime = Some(now);
+        }
+    }
+
+    /// A directory whose entries changed: mtime and ctime are now (kept in
+    /// memory; the remote folder's own times are what another machine sees).
+    pub(in crate::fs) fn touch_dir(&self, dir: Ino) {
+        let mut st = self.state.lock();
+        if let Some(n) = st.table.get_mut(dir) {
+            let now = SystemTime::now();
+            n.attrs.mtime = Some(now);
+            n.attrs.ctime = Some(now);
         }
     }
 

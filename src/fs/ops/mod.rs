@@ -5,6 +5,7 @@
 //! remote work.
 
 mod attr;
+pub use attr::SetAttr;
 mod cached;
 mod dir;
 mod file;

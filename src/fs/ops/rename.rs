@@ -53,7 +53,18 @@ impl BridgeFs {
         Self::invalidate_views(&mut st, bidx);
         drop(st);
         self.forget_replaced(spool);
+        self.overlay.remove(&self.mounts[bidx].name, &entry.key);
+        self.touch_dir(parent);
         Ok(())
+    }
+
+    /// A file of a folder or an app, not an entry of a hidden view (moving
+    /// a revision or a trashed file is that view's own operation).
+    fn is_plain_file(&self, ino: Ino) -> bool {
+        let st = self.state.lock();
+        st.table
+            .get(ino)
+            .is_some_and(|n| !n.is_dir() && !n.hidden && !st.view_dirs.contains(&n.parent))
     }
 
     /// True while a descriptor of `ino` is open.
@@ -142,7 +153,7 @@ impl BridgeFs {
             None => None,
         };
         let (from, to) = ((parent, name), (newparent, newname));
-        if entry.kind == Kind::File {
+        if self.is_plain_file(src) {
             let src_remote = !entry.key.starts_with(LOCAL_KEY_PREFIX);
             if src_remote && self.opts.local_only.matches(newname) {
                 return self.vacate(src, from, to, target).await;
@@ -215,6 +226,8 @@ impl BridgeFs {
             Some(t) => Self::unlink_node(&mut st, t),
             None => Unlinked::NoSpool,
         };
+        let old_key = st.table.get(src).map(|n| n.entry.key.clone());
+        let rebound = new_entry.is_some();
         if let Some(e) = new_entry {
             st.table.rebind(src, e);
         }
@@ -235,6 +248,11 @@ impl BridgeFs {
             .and_then(|_| self.pending_record(&st, src));
         drop(st);
         self.forget_replaced(replaced);
+        if rebound {
+            self.restamp(src, old_key.as_deref());
+        }
+        self.touch_dir(parent);
+        self.touch_dir(newparent);
         if let Some(rec) = moved_record {
             if let Err(e) = self.journal.record(&rec) {
                 tracing::error!(path = ?rec.display_path, error = %e, "cannot update journal record");

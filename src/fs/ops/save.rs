@@ -25,6 +25,7 @@ use crate::fs::core::BridgeFs;
 use crate::fs::error::FsResult;
 use crate::fs::namespace::inode::{Ino, LOCAL_KEY_PREFIX};
 use crate::fs::ops::rename::Unlinked;
+use crate::fs::writeback::spool::LocalFile;
 
 /// How long a vacated name waits for the editor's new file.
 pub const VACANCY_GRACE: Duration = Duration::from_secs(10);
@@ -36,14 +37,25 @@ pub struct Vacancy {
     pub backend: usize,
 }
 
+/// What a save over another file changed, to undo it.
+struct Before {
+    src_entry: Entry,
+    target: Ino,
+    target_entry: Entry,
+    src_remote: bool,
+}
+
 /// Where a rename goes from and to: (parent, name).
 pub(in crate::fs) type Place<'a> = (Ino, &'a str);
 
 impl BridgeFs {
     /// `rename(src, target)` onto an existing remote file: the target keeps
     /// its identity and gets `src`'s bytes; `src` goes. Returns the upload's
-    /// result; on a failure the bytes stay spooled and journaled under the
-    /// target's name and the background retry uploads them.
+    /// result. A refusal (a 4xx) undoes the rename: both files as they
+    /// were. A transient failure keeps it: the bytes stay spooled and
+    /// journaled under the target's name, the background retry uploads
+    /// them, and the source's remote copy stays until then. A source still
+    /// open for writing is uploaded by its close, as any write.
     pub(in crate::fs) async fn save_over(
         self: &Arc<Self>,
         src: Ino,
@@ -59,7 +71,7 @@ impl BridgeFs {
             let bidx = st.table.get(src).and_then(|n| n.backend);
             let created_here = st.table.get(src).is_some_and(|n| n.created_here);
             let replaced = Self::unlink_node(&mut st, target);
-            st.table.rebind(src, target_entry);
+            st.table.rebind(src, target_entry.clone());
             drop(st);
             self.move_node(src, from, to);
             (bidx, replaced, created_here)
@@ -67,12 +79,69 @@ impl BridgeFs {
         self.forget_replaced(replaced);
         local.mark_dirty();
         drop(upload);
-        let saved = self.commit(src).await;
-        if src_remote && (saved.is_ok() || local.journaled()) {
-            self.drop_saved_source(bidx, from.0, &src_entry, created_here)
-                .await;
+        if !src_remote && self.has_writer(src) {
+            return Ok(());
         }
-        saved
+        match self.commit(src).await {
+            Ok(()) if src_remote => {
+                self.drop_saved_source(bidx, from.0, &src_entry, created_here)
+                    .await;
+                Ok(())
+            }
+            Err(e) if e.is_permanent() => {
+                let before = Before {
+                    src_entry,
+                    target,
+                    target_entry,
+                    src_remote,
+                };
+                self.undo_save_over(src, from, to, before, &local);
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
+    /// True while a handle may still write to `ino`.
+    fn has_writer(&self, ino: Ino) -> bool {
+        self.state
+            .lock()
+            .handles
+            .values()
+            .any(|h| matches!(h, crate::fs::core::Handle::File(f) if f.ino == ino && f.write))
+    }
+
+    /// Puts both files of a refused save back as they were before the rename.
+    fn undo_save_over(
+        &self,
+        src: Ino,
+        from: Place<'_>,
+        to: Place<'_>,
+        b: Before,
+        local: &LocalFile,
+    ) {
+        {
+            let mut st = self.state.lock();
+            st.table.rebind(b.target, b.target_entry);
+            st.table.rebind(src, b.src_entry);
+        }
+        self.move_node(src, to, from);
+        if let Some(l) = self.state.lock().cache.any(to.0) {
+            l.insert(to.1.to_string(), b.target);
+        }
+        local.set_refused(None);
+        if b.src_remote {
+            local.mark_clean();
+            local.set_journaled(false);
+            self.journal.remove(&local.id);
+            return;
+        }
+        let record = self.pending_record(&self.state.lock(), src);
+        if let Some(rec) = record {
+            if let Err(e) = self.journal.record(&rec) {
+                tracing::error!(path = ?rec.display_path, error = %e, "cannot restore the journal record of a refused save");
+            }
+        }
     }
 
     /// Deletes the remote copy of a file saved over another: for good if

@@ -136,12 +136,14 @@ impl BridgeFs {
                     entry.size = Some(local.size());
                 }
                 let mut st = self.state.lock();
+                let old_key = st.table.get(ino).map(|n| n.entry.key.clone());
                 st.table.rebind(ino, entry);
                 if let Some(n) = st.table.get_mut(ino) {
                     n.local = Some(local.clone());
                 }
                 Self::invalidate_views(&mut st, bidx);
                 drop(st);
+                self.restamp(ino, old_key.as_deref());
                 if !local.dirty() {
                     self.journal.remove(&record.id);
                     local.set_journaled(false);

@@ -1,0 +1,208 @@
+//! Times, modes and owners the remote APIs cannot hold (`utimens`, `chmod`,
+//! `chown`), kept on this machine in `state_dir/attrs/`, one small file per
+//! remote item. Each is stamped with the item's version (its revision, or
+//! size and modification time): when the remote item changes under another
+//! client, or disappears, the entry is dropped and the remote's own values
+//! show again. So `rsync -a` finds its times again on the next run, `cp -p`
+//! and `tar x` keep them, and with `allow_other` the kernel enforces modes.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use md5::{Digest, Md5};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::fs::backend::{Entry, Key, Kind};
+
+/// What the user set; `None` shows the remote's (or the default) value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Attrs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime: Option<SystemTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub atime: Option<SystemTime>,
+    /// Bumped locally by every change of content or attributes (POSIX).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctime: Option<SystemTime>,
+}
+
+impl Attrs {
+    /// True when nothing was set (nothing to keep on disk).
+    pub fn is_empty(&self) -> bool {
+        self.mode.is_none()
+            && self.uid.is_none()
+            && self.gid.is_none()
+            && self.mtime.is_none()
+            && self.atime.is_none()
+    }
+}
+
+/// The version an overlay entry belongs to: a directory's attributes stay
+/// while it exists; a file's while its content is the same.
+pub fn stamp(entry: &Entry) -> String {
+    match (entry.kind, &entry.version) {
+        (Kind::Dir, _) => "dir".into(),
+        (Kind::File, Some(v)) => format!("v:{v}"),
+        (Kind::File, None) => {
+            let ms = entry
+                .mtime
+                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map(|d| d.as_millis());
+            format!("s:{:?}/{:?}", entry.size, ms)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Stored {
+    backend: String,
+    key: Key,
+    stamp: String,
+    attrs: Attrs,
+}
+
+/// The persistent overlay. Lookups are in memory; writes go to disk with
+/// no lock of the filesystem held (callers run them after dropping it).
+#[derive(Debug)]
+pub struct Overlay {
+    dir: PathBuf,
+    entries: Mutex<HashMap<(String, Key), Stored>>,
+}
+
+impl Overlay {
+    /// Opens `state_dir/attrs`, reading every entry.
+    pub fn open(state_dir: &Path) -> std::io::Result<Overlay> {
+        let dir = state_dir.join("attrs");
+        std::fs::create_dir_all(&dir)?;
+        let mut entries = HashMap::new();
+        for e in std::fs::read_dir(&dir)?.flatten() {
+            let Ok(text) = std::fs::read(e.path()) else {
+                continue;
+            };
+            match serde_json::from_slice::<Stored>(&text) {
+                Ok(s) => {
+                    entries.insert((s.backend.clone(), s.key.clone()), s);
+                }
+                Err(_) => {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        Ok(Overlay {
+            dir,
+            entries: Mutex::new(entries),
+        })
+    }
+
+    /// The attributes kept for this version of an item: `Some(empty)` when
+    /// an entry exists for another version (the caller then drops it).
+    pub fn get(&self, backend: &str, entry: &Entry) -> Option<Attrs> {
+        let entries = self.entries.lock();
+        let s = entries.get(&(backend.to_string(), entry.key.clone()))?;
+        Some(match s.stamp == stamp(entry) {
+            true => s.attrs,
+            false => Attrs::default(),
+        })
+    }
+
+    /// Keeps `attrs` for this version of an item (an empty set removes it).
+    pub fn put(&self, backend: &str, entry: &Entry, attrs: Attrs) {
+        let id = (backend.to_string(), entry.key.clone());
+        if attrs.is_empty() {
+            return self.remove(backend, &entry.key);
+        }
+        let stored = Stored {
+            backend: backend.to_string(),
+            key: entry.key.clone(),
+            stamp: stamp(entry),
+            attrs,
+        };
+        let path = self.path(&id);
+        self.entries.lock().insert(id, stored.clone());
+        if let Err(e) = write_atomically(&path, &stored) {
+            tracing::warn!(error = %e, "cannot keep times and modes in the state dir");
+        }
+    }
+
+    /// Forgets an item's attributes (it changed remotely or went).
+    pub fn remove(&self, backend: &str, key: &Key) {
+        let id = (backend.to_string(), key.clone());
+        if self.entries.lock().remove(&id).is_some() {
+            let _ = std::fs::remove_file(self.path(&id));
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn path(&self, (backend, key): &(String, Key)) -> PathBuf {
+        let mut h = Md5::new();
+        h.update(backend.as_bytes());
+        h.update([0]);
+        h.update(key.as_bytes());
+        self.dir.join(format!("{}.json", hex::encode(h.finalize())))
+    }
+}
+
+/// Temp file + rename: a crash leaves the old entry or the new one. Not
+/// fsynced: attributes are worth less than a file's bytes, and a lost
+/// entry only shows the remote's values again.
+fn write_atomically(path: &Path, stored: &Stored) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec(stored).map_err(std::io::Error::other)?,
+    )?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(version: Option<&str>, size: u64) -> Entry {
+        Entry {
+            key: "f:1".into(),
+            name: "a".into(),
+            kind: Kind::File,
+            id: "1".into(),
+            size: Some(size),
+            mtime: Some(SystemTime::UNIX_EPOCH),
+            ctime: None,
+            writable: true,
+            version: version.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn an_entry_survives_reopening_and_is_void_for_another_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let attrs = Attrs {
+            mode: Some(0o600),
+            mtime: Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(7)),
+            ..Attrs::default()
+        };
+        Overlay::open(dir.path())
+            .unwrap()
+            .put("apps", &file(Some("3"), 5), attrs);
+        let o = Overlay::open(dir.path()).unwrap();
+        assert_eq!(o.get("apps", &file(Some("3"), 5)), Some(attrs));
+        assert_eq!(o.get("apps", &file(Some("4"), 5)), Some(Attrs::default()));
+        assert_eq!(o.get("library", &file(Some("3"), 5)), None);
+        o.remove("apps", &"f:1".to_string());
+        assert!(Overlay::open(dir.path()).unwrap().is_empty());
+    }
+}
