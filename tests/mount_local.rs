@@ -394,3 +394,42 @@ fn chmod_0700_refuses_other_users_with_allow_other() {
         "EACCES on a file inside: {err}"
     );
 }
+
+/// `mv f f~` (a local-only name) vacates `f`: moved back, it is the same
+/// remote file again; left as a backup, the remote copy goes after the
+/// grace period (its bytes live on in the local backup).
+#[test]
+fn a_file_renamed_to_a_local_only_name_leaves_the_remote_after_the_grace() {
+    let emu = Emulator::demo();
+    let m = Mount::start(&emu);
+    let remote = Remote::new(&emu.url());
+    let f = m.path("apps/contracts/tiny.txt");
+    let backup = m.path("apps/contracts/tiny.txt~");
+    let id = remote.app_file("contracts", "tiny.txt").unwrap()["id"].as_u64();
+    std::fs::rename(&f, &backup).unwrap();
+    assert!(!f.exists() && backup.exists());
+    std::fs::rename(&backup, &f).unwrap();
+    let back = remote.app_file("contracts", "tiny.txt").unwrap();
+    assert_eq!(back["id"].as_u64(), id, "moved back: the same remote file");
+    assert_eq!(std::fs::read(&f).unwrap(), b"hi\n");
+
+    std::fs::rename(&f, &backup).unwrap();
+    assert!(
+        remote.app_file("contracts", "tiny.txt").is_some(),
+        "kept during the grace"
+    );
+    eventually(
+        "the remote copy trashed after the grace",
+        std::time::Duration::from_secs(20),
+        || remote.app_file("contracts", "tiny.txt").is_none(),
+    );
+    assert_eq!(
+        std::fs::read(&backup).unwrap(),
+        b"hi\n",
+        "the local backup keeps the bytes"
+    );
+    assert!(remote
+        .app_trash("contracts")
+        .iter()
+        .any(|t| t["id"].as_u64() == id));
+}

@@ -168,8 +168,22 @@ impl BridgeFs {
         let leaves_local_only = self.opts.local_only.matches(name)
             && !self.opts.local_only.matches(newname)
             && entry.key.starts_with(LOCAL_KEY_PREFIX);
+        let is_local = entry.key.starts_with(LOCAL_KEY_PREFIX);
+        let vacancy = match (target, is_local) {
+            (None, true) => self.take_vacancy(newparent, newname),
+            _ => None,
+        };
         self.move_or_rename(src, from, to, target, target_entry)
             .await?;
+        if let Some(v) = vacancy {
+            // Onto a name an editor's backup rename vacated (`mv f f~`,
+            // then `mv f~ f`): the next version of that remote file.
+            self.state.lock().table.rebind(src, v.entry);
+            if let Some(local) = self.local_of(src) {
+                local.mark_dirty();
+            }
+            return self.commit(src).await;
+        }
         if leaves_local_only {
             // A local-only file given an ordinary name is uploaded now.
             if let Some(local) = self.local_of(src) {
