@@ -161,6 +161,12 @@ pub struct FilesConfig {
     /// without credentials.
     #[serde(default)]
     pub key_hosts: Vec<String>,
+    /// A `metadata` key where a file's modification time set by utimens
+    /// (`touch -d`, `cp -p`, `rsync -a`) is also stored, so other machines
+    /// see it: `"<rev>@<RFC 3339 time>"`, applied only while the file is at
+    /// that revision. Default: none (times are kept on this machine only).
+    #[serde(default)]
+    pub mtime_metadata_key: Option<String>,
 }
 
 impl Default for CacheConfig {

@@ -23,7 +23,8 @@ const FUSE_THREADS: usize = 4;
 pub fn build_mounts(config: &Config, http: &HttpClient) -> Result<Vec<Mounted>, String> {
     let mut mounts = Vec::new();
     for b in &config.backoffice {
-        let (clients, templates) = backends::backoffice::backends(b, http.clone())?;
+        let (clients, templates) =
+            backends::backoffice::backends(b, http.clone(), config.cache.max_entries)?;
         mounts.push(Mounted {
             name: b.mount_as.clone(),
             api: "back office",
@@ -39,14 +40,14 @@ pub fn build_mounts(config: &Config, http: &HttpClient) -> Result<Vec<Mounted>, 
         mounts.push(Mounted {
             name: l.mount_as.clone(),
             api: "file library",
-            backend: backends::library::backend(l, http.clone())?,
+            backend: backends::library::backend(l, http.clone(), config.cache.max_entries)?,
         });
     }
     for f in &config.files {
         mounts.push(Mounted {
             name: f.mount_as.clone(),
             api: "Files apps",
-            backend: backends::files::backend(f, http.clone())?,
+            backend: backends::files::backend(f, http.clone(), config.cache.max_entries)?,
         });
     }
     Ok(mounts)
@@ -179,6 +180,7 @@ pub fn run(config: Config, mountpoint: &Path, config_path: Option<&Path>) -> Res
         mountpoint: mountpoint.to_path_buf(),
         started: unix_now(),
         unreachable: Arc::new(parking_lot::Mutex::new(unreachable)),
+        progress_logged: Default::default(),
     };
     let status_task = rt.spawn(reporter.clone().run());
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
@@ -396,6 +398,9 @@ struct StatusReporter {
     started: u64,
     /// Places the start-up probe could not reach.
     unreachable: Arc<parking_lot::Mutex<Vec<String>>>,
+    /// Per upload in flight (by path), how many [`PROGRESS_EVERY`]s of it
+    /// were logged: a late tick still logs, and never twice.
+    progress_logged: Arc<parking_lot::Mutex<std::collections::HashMap<String, u64>>>,
 }
 
 impl StatusReporter {
@@ -426,16 +431,21 @@ impl StatusReporter {
     }
 
     /// One info line per long upload each time it turns another
-    /// [`PROGRESS_EVERY`] older (checked every status tick).
+    /// [`PROGRESS_EVERY`] older (checked every status tick; a tick late
+    /// under load still logs it).
     fn log_progress(&self) {
         let every = PROGRESS_EVERY.as_millis() as u64;
-        let tick = STATUS_EVERY.as_millis() as u64;
-        let due = |u: &crate::status::UploadProgress| {
-            u.elapsed_ms >= every && u.elapsed_ms % every < tick
-        };
-        for u in self.uploads().into_iter().filter(due) {
-            // Debug formatting escapes control characters in remote names.
-            tracing::info!(path = ?u.path, sent = u.sent, total = u.total, bytes_per_s = u.rate(), "uploading");
+        let uploads = self.uploads();
+        let mut logged = self.progress_logged.lock();
+        logged.retain(|path, _| uploads.iter().any(|u| &u.path == path));
+        for u in uploads {
+            let periods = u.elapsed_ms / every;
+            let done = logged.entry(u.path.clone()).or_insert(0);
+            if periods > *done {
+                *done = periods;
+                // Debug formatting escapes control characters in remote names.
+                tracing::info!(path = ?u.path, sent = u.sent, total = u.total, bytes_per_s = u.rate(), "uploading");
+            }
         }
     }
 

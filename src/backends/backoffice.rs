@@ -21,7 +21,6 @@
 //! path) because the content of an id never changes; the time falls back to
 //! the epoch prefix of the stored path.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -45,7 +44,11 @@ const HEAD_CONCURRENCY: usize = 16;
 type Pair = (Arc<dyn Backend>, Arc<dyn Backend>);
 
 /// The `clients` and `folder-templates` backends, sharing one client.
-pub fn backends(cfg: &BackofficeConfig, http: HttpClient) -> Result<Pair, String> {
+pub fn backends(
+    cfg: &BackofficeConfig,
+    http: HttpClient,
+    memo_entries: usize,
+) -> Result<Pair, String> {
     let client = BackofficeClient::new(
         http,
         &cfg.base_url,
@@ -56,8 +59,8 @@ pub fn backends(cfg: &BackofficeConfig, http: HttpClient) -> Result<Pair, String
     let clients = ClientsBackend {
         client: client.clone(),
         listed: cfg.clients.clone(),
-        content: Mutex::new(HashMap::new()),
-        files: Mutex::new(HashMap::new()),
+        content: super::memo(memo_entries),
+        files: super::memo(memo_entries),
     };
     Ok((Arc::new(clients), Arc::new(TemplatesBackend { client })))
 }
@@ -154,14 +157,14 @@ pub struct ClientsBackend {
     listed: Vec<u64>,
     /// Size and time per (file id, stored path): content never changes for
     /// one id, so a `HEAD` answer is good for good.
-    content: Mutex<HashMap<(u64, String), ContentInfo>>,
+    content: Mutex<lru::LruCache<(u64, String), ContentInfo>>,
     /// Last record seen per file id (caption, stored path).
-    files: Mutex<HashMap<u64, ClientFile>>,
+    files: Mutex<lru::LruCache<u64, ClientFile>>,
 }
 
 impl ClientsBackend {
     fn file_entry(&self, client: u64, f: &ClientFile) -> Entry {
-        self.files.lock().insert(f.id, f.clone());
+        self.files.lock().put(f.id, f.clone());
         let stored = f.file.clone().unwrap_or_default();
         let info = self.content.lock().get(&(f.id, stored.clone())).copied();
         Entry {
@@ -196,7 +199,7 @@ impl ClientsBackend {
             let known = self.content.lock();
             files
                 .iter()
-                .filter(|f| !known.contains_key(&(f.id, f.file.clone().unwrap_or_default())))
+                .filter(|f| !known.contains(&(f.id, f.file.clone().unwrap_or_default())))
                 .cloned()
                 .collect()
         };
@@ -212,7 +215,7 @@ impl ClientsBackend {
         for (f, r) in results {
             match r {
                 Ok(info) => {
-                    known.insert((f.id, f.file.clone().unwrap_or_default()), info);
+                    known.put((f.id, f.file.clone().unwrap_or_default()), info);
                 }
                 Err(e) => tracing::warn!(file = f.id, error = %e, "no size for client file"),
             }
@@ -312,14 +315,14 @@ impl Backend for ClientsBackend {
             Node::File(client, id) => {
                 let f = self.record(client, id).await?;
                 let key = (f.id, f.file.clone().unwrap_or_default());
-                if !self.content.lock().contains_key(&key) {
+                if !self.content.lock().contains(&key) {
                     match self.client.head_content(client, &f).await {
                         Ok(info) => {
-                            self.content.lock().insert(key, info);
+                            self.content.lock().put(key, info);
                         }
                         Err(e) => {
                             if e.is_not_found() {
-                                self.files.lock().remove(&id);
+                                self.files.lock().pop(&id);
                             }
                             return Err(e.into());
                         }
@@ -388,12 +391,12 @@ impl Backend for ClientsBackend {
             if let Err(e) = self.client.delete_file(client, o.id).await {
                 tracing::warn!(file = o.id, error = %e, "old client file not deleted after upload");
             }
-            self.files.lock().remove(&o.id);
+            self.files.lock().pop(&o.id);
         }
         // The size is the spool's: no HEAD needed for our own upload.
         let size = std::fs::metadata(content).map(|m| m.len()).ok();
         let modified = Some(SystemTime::now());
-        self.content.lock().insert(
+        self.content.lock().put(
             (f.id, f.file.clone().unwrap_or_default()),
             ContentInfo { size, modified },
         );
@@ -483,7 +486,7 @@ impl Backend for ClientsBackend {
         };
         match target {
             Some(Node::File(c, id)) => {
-                self.files.lock().remove(&id);
+                self.files.lock().pop(&id);
                 self.client.delete_file(c, id).await?
             }
             Some(Node::Own(c, id)) => self.client.delete_client_folder(c, id).await?,
@@ -495,7 +498,7 @@ impl Backend for ClientsBackend {
     async fn remove(&self, _dir: &Key, entry: &Entry) -> FsResult<()> {
         match parse(&entry.key)? {
             Node::File(c, id) => {
-                self.files.lock().remove(&id);
+                self.files.lock().pop(&id);
                 Ok(self.client.delete_file(c, id).await?)
             }
             Node::Own(c, id) => Ok(self.client.delete_client_folder(c, id).await?),

@@ -6,7 +6,6 @@
 //! `t:<id>` (trashed file), `revs:<app>`, `rd:<id>` (a file's revisions),
 //! `r:<id>:<rev>`, `att:<kind>`, `att:<kind>:<id>`, `a:<id>` (attachment).
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -29,12 +28,17 @@ const ATTACHMENT_VIEWS: &[(&str, &str)] = &[
     (".messages", "messages"),
 ];
 
-pub fn backend(cfg: &FilesConfig, http: HttpClient) -> Result<Arc<dyn Backend>, String> {
+pub fn backend(
+    cfg: &FilesConfig,
+    http: HttpClient,
+    memo_entries: usize,
+) -> Result<Arc<dyn Backend>, String> {
     let client = FilesClient::new(http, &cfg.base_url, &cfg.api_key_file, &cfg.key_hosts)?;
     Ok(Arc::new(FilesBackend {
         client,
         apps: cfg.apps.clone(),
-        objects: Mutex::new(HashMap::new()),
+        objects: super::memo(memo_entries),
+        mtime_key: cfg.mtime_metadata_key.clone(),
         revision_urls: Mutex::new(lru::LruCache::new(
             std::num::NonZeroUsize::new(REVISION_URLS).expect("non-zero"),
         )),
@@ -53,7 +57,9 @@ pub struct FilesBackend {
     revision_urls: Mutex<lru::LruCache<(u64, u64), String>>,
     /// Last object seen per file id (download URLs, tags, metadata), so
     /// reads and xattrs of listed files need no extra call.
-    objects: Mutex<HashMap<u64, FileObject>>,
+    objects: Mutex<lru::LruCache<u64, FileObject>>,
+    /// `mtime_metadata_key` of the config: where utimens' times go.
+    mtime_key: Option<String>,
 }
 
 fn parse_time(s: &Option<String>) -> Option<SystemTime> {
@@ -112,18 +118,33 @@ fn parse(key: &str) -> FsResult<Node<'_>> {
 
 impl FilesBackend {
     fn entry(&self, prefix: &str, f: &FileObject, writable: bool) -> Entry {
-        self.objects.lock().insert(f.id, f.clone());
+        self.objects.lock().put(f.id, f.clone());
         Entry {
             key: format!("{prefix}:{}", f.id),
             name: f.name.clone().unwrap_or_else(|| format!("file-{}", f.id)),
             kind: Kind::File,
             id: f.id.to_string(),
             size: f.size,
-            mtime: parse_time(&f.updated_at).or_else(|| parse_time(&f.created_at)),
+            mtime: self
+                .stored_mtime(f)
+                .or_else(|| parse_time(&f.updated_at))
+                .or_else(|| parse_time(&f.created_at)),
             ctime: parse_time(&f.created_at),
             writable,
             version: f.rev.map(|r| r.to_string()),
         }
+    }
+
+    /// The time utimens stored in the file's metadata, if it was stored at
+    /// the file's current revision (a newer revision has its own time).
+    fn stored_mtime(&self, f: &FileObject) -> Option<SystemTime> {
+        let value = f
+            .metadata
+            .as_ref()?
+            .get(self.mtime_key.as_ref()?)?
+            .as_str()?;
+        let (rev, time) = value.split_once('@')?;
+        (rev.parse::<u64>().ok()? == f.rev?).then(|| parse_time(&Some(time.to_string())))?
     }
 
     fn revision_entry(&self, f: &FileObject, file_name: &str) -> Entry {
@@ -177,14 +198,14 @@ impl FilesBackend {
             return Ok(o);
         }
         let o = self.client.get_file(id).await?;
-        self.objects.lock().insert(id, o.clone());
+        self.objects.lock().put(id, o.clone());
         Ok(o)
     }
 
     /// The live file named `name` in app `app` as `f:<id>`.
     async fn patch(&self, id: u64, patch: Value) -> FsResult<FileObject> {
         let o = self.client.update_file(id, patch).await?;
-        self.objects.lock().insert(id, o.clone());
+        self.objects.lock().put(id, o.clone());
         Ok(o)
     }
 }
@@ -215,7 +236,7 @@ impl Backend for FilesBackend {
                 Ok(files
                     .iter()
                     .map(|f| {
-                        self.objects.lock().insert(f.id, f.clone());
+                        self.objects.lock().put(f.id, f.clone());
                         let name = f.name.clone().unwrap_or_else(|| format!("file-{}", f.id));
                         let mut e = Self::view_dir(format!("rd:{}", f.id), &name);
                         e.id = f.id.to_string();
@@ -433,7 +454,7 @@ impl Backend for FilesBackend {
             // unlink in an app moves the file to the trash.
             Node::File(id) => Ok(self.client.trash(id).await?),
             Node::Trashed(id) => {
-                self.objects.lock().remove(&id);
+                self.objects.lock().pop(&id);
                 Ok(self.client.delete(id).await?)
             }
             Node::Revision(id, rev) => Ok(self.client.delete_version(id, rev).await?),
@@ -441,11 +462,25 @@ impl Backend for FilesBackend {
         }
     }
 
+    /// With `mtime_metadata_key`, the time goes into the file's metadata
+    /// (merged with the rest: a PATCH replaces the whole map).
+    async fn set_mtime(&self, entry: &Entry, mtime: SystemTime) -> FsResult<Option<Entry>> {
+        let (Some(key), Ok(Node::File(id))) = (&self.mtime_key, parse(&entry.key)) else {
+            return Ok(None);
+        };
+        let o = self.object(id).await?;
+        let mut metadata = o.metadata.clone().unwrap_or_default();
+        let time = chrono::DateTime::<chrono::Utc>::from(mtime).to_rfc3339();
+        metadata.insert(key.clone(), json!(format!("{}@{time}", o.rev.unwrap_or(0))));
+        let o = self.patch(id, json!({ "metadata": metadata })).await?;
+        Ok(Some(self.entry("f", &o, true)))
+    }
+
     /// `DELETE /files/{id}`: a saved-over temporary file skips the trash.
     async fn discard(&self, dir: &Key, entry: &Entry) -> FsResult<()> {
         match parse(&entry.key)? {
             Node::File(id) => {
-                self.objects.lock().remove(&id);
+                self.objects.lock().pop(&id);
                 Ok(self.client.delete(id).await?)
             }
             _ => self.remove(dir, entry).await,

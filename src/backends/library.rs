@@ -4,7 +4,6 @@
 //! Keys: `lib` (root), `d:<uuid>` (folder), `f:<uuid>` (file), `trash`,
 //! `x:<uuid>` (a deleted file), `xd:<uuid>` (a deleted folder, shown empty).
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,7 +20,11 @@ use crate::remote::library::{Item, LibraryClient, LibrarySettings};
 const ROOT: &str = "lib";
 const TRASH: &str = "trash";
 
-pub fn backend(cfg: &LibraryConfig, http: HttpClient) -> Result<Arc<dyn Backend>, String> {
+pub fn backend(
+    cfg: &LibraryConfig,
+    http: HttpClient,
+    memo_entries: usize,
+) -> Result<Arc<dyn Backend>, String> {
     let client = LibraryClient::new(
         http,
         LibrarySettings {
@@ -36,7 +39,7 @@ pub fn backend(cfg: &LibraryConfig, http: HttpClient) -> Result<Arc<dyn Backend>
     )?;
     Ok(Arc::new(LibraryBackend {
         client,
-        items: Mutex::new(HashMap::new()),
+        items: super::memo(memo_entries),
     }))
 }
 
@@ -44,7 +47,7 @@ pub struct LibraryBackend {
     client: LibraryClient,
     /// Last object seen per uuid: updates send it back whole, downloads
     /// need its url.
-    items: Mutex<HashMap<String, Item>>,
+    items: Mutex<lru::LruCache<String, Item>>,
 }
 
 fn time(ms: Option<i64>) -> Option<SystemTime> {
@@ -54,7 +57,7 @@ fn time(ms: Option<i64>) -> Option<SystemTime> {
 
 impl LibraryBackend {
     fn entry(&self, item: &Item) -> Entry {
-        self.items.lock().insert(item.uuid.clone(), item.clone());
+        self.items.lock().put(item.uuid.clone(), item.clone());
         let (prefix, kind) = match (item.deleted, item.folder) {
             (false, true) => ("d", Kind::Dir),
             (false, false) => ("f", Kind::File),
@@ -99,7 +102,7 @@ impl LibraryBackend {
         }
         let all = self.client.list(None).await?;
         for i in &all {
-            self.items.lock().insert(i.uuid.clone(), i.clone());
+            self.items.lock().put(i.uuid.clone(), i.clone());
         }
         all.into_iter()
             .find(|i| i.uuid == uuid)
@@ -121,7 +124,7 @@ impl LibraryBackend {
             .client
             .update(target, &aside_name(&target.uuid), parent)
             .await?;
-        self.items.lock().insert(aside.uuid.clone(), aside.clone());
+        self.items.lock().put(aside.uuid.clone(), aside.clone());
         Ok(aside)
     }
 
@@ -131,7 +134,7 @@ impl LibraryBackend {
         if let Err(e) = self.client.delete(&aside.uuid).await {
             tracing::warn!(kept_as = ?aside.name, error = %e, "replaced library item not deleted");
         }
-        self.items.lock().remove(&aside.uuid);
+        self.items.lock().pop(&aside.uuid);
     }
 
     /// The rename failed: the replaced item gets its name back.
@@ -142,7 +145,7 @@ impl LibraryBackend {
             .await
         {
             Ok(back) => {
-                self.items.lock().insert(back.uuid.clone(), back);
+                self.items.lock().put(back.uuid.clone(), back);
             }
             Err(e) => {
                 tracing::error!(kept_as = ?aside.name, name = ?name, error = %e, "rename failed and the replaced library item could not get its name back")
@@ -198,7 +201,7 @@ impl Backend for LibraryBackend {
 
     async fn stat(&self, entry: &Entry) -> FsResult<Entry> {
         let uuid = Self::uuid(&entry.key).ok_or(FsError::NotFound)?;
-        self.items.lock().remove(uuid);
+        self.items.lock().pop(uuid);
         Ok(self.entry(&self.item(uuid).await?))
     }
 
@@ -237,7 +240,7 @@ impl Backend for LibraryBackend {
                 // The new bytes are safe; the old copy stays as a duplicate.
                 tracing::warn!(name = ?o.name, error = %e, "old library item not deleted after upload");
             }
-            self.items.lock().remove(&o.uuid);
+            self.items.lock().pop(&o.uuid);
         }
         Ok(self.entry(&item))
     }
@@ -295,7 +298,7 @@ impl Backend for LibraryBackend {
         match entry.key.split_once(':') {
             Some(("d" | "f", u)) => {
                 self.client.delete(u).await?;
-                self.items.lock().remove(u);
+                self.items.lock().pop(u);
                 Ok(())
             }
             _ => Err(FsError::NotPermitted),

@@ -151,6 +151,17 @@ pub trait Backend: Send + Sync {
     /// already checked that it is empty).
     async fn remove(&self, dir: &Key, entry: &Entry) -> FsResult<()>;
 
+    /// Stores a modification time set by utimens on the remote, where the
+    /// API has a place for it; returns the updated entry, or `None` when
+    /// this backend keeps times only locally (the default).
+    async fn set_mtime(
+        &self,
+        _entry: &Entry,
+        _mtime: std::time::SystemTime,
+    ) -> FsResult<Option<Entry>> {
+        Ok(None)
+    }
+
     /// Deletes a file for good, bypassing any trash: the remote copy of a
     /// temporary file whose bytes were saved over another file. Where the
     /// API has no trash this is `remove`.

@@ -51,6 +51,9 @@ impl BridgeFs {
         fh: Option<u64>,
     ) -> FsResult<Attr> {
         self.set_overlay(ino, &change)?;
+        if change.mtime.is_some() {
+            self.push_mtime(ino).await;
+        }
         if let Some(size) = change.size {
             if i64::try_from(size).is_err() {
                 return Err(FsError::TooBig);
@@ -114,6 +117,35 @@ impl BridgeFs {
             self.overlay.put(&backend, &entry, attrs);
         }
         Ok(())
+    }
+
+    /// Stores the mtime set on a remote file in the remote too, where the
+    /// backend has a place for it (a Files app's `mtime_metadata_key`). A
+    /// failure only logs: the local overlay holds the time anyway.
+    pub(in crate::fs) async fn push_mtime(&self, ino: Ino) {
+        let found = {
+            let st = self.state.lock();
+            st.table.get(ino).and_then(|n| {
+                let mtime = n.attrs.mtime.filter(|_| n.is_remote() && !n.gone)?;
+                Some((n.backend?, n.entry.clone(), mtime))
+            })
+        };
+        let Some((b, entry, mtime)) = found else {
+            return;
+        };
+        match self.mounts[b].backend.set_mtime(&entry, mtime).await {
+            Ok(Some(updated)) => {
+                if let Some(n) = self.state.lock().table.get_mut(ino) {
+                    n.entry.version = updated.version;
+                    n.entry.mtime = updated.mtime;
+                }
+                self.restamp(ino, None);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(name = ?entry.name, error = %e, "the time set by utimens is kept locally only")
+            }
+        }
     }
 
     /// After an upload or a rename of ours gave `ino` a new remote version

@@ -83,9 +83,12 @@ impl BridgeFs {
             return Ok(());
         }
         match self.commit(src).await {
-            Ok(()) if src_remote => {
-                self.drop_saved_source(bidx, from.0, &src_entry, created_here)
-                    .await;
+            Ok(()) => {
+                if src_remote {
+                    self.drop_saved_source(bidx, from.0, &src_entry, created_here)
+                        .await;
+                }
+                self.push_mtime(src).await;
                 Ok(())
             }
             Err(e) if e.is_permanent() => {

@@ -2,14 +2,12 @@
 //! through the mount, checked against the bytes and objects on the emulator
 //! and the API calls it counted; plus upload faults and crash recovery.
 
-mod common;
-
 use std::io::Write;
 use std::time::Duration;
 
+use crate::common::remote::{md5_hex, Remote};
+use crate::common::*;
 use bridgefs_emulator::Faults;
-use common::remote::{md5_hex, Remote};
-use common::*;
 
 fn posts(emu: &Emulator) -> u64 {
     emu.count(&["POST "])

@@ -1,9 +1,7 @@
 //! The library emulator over real HTTP: the session-token flow, every route
 //! of API-CONTRACT.md §2 and each error status.
 
-mod common;
-
-use common::Emulator;
+use crate::common::Emulator;
 use md5::{Digest, Md5};
 use reqwest::blocking::{multipart, Client};
 use reqwest::StatusCode;

@@ -4,14 +4,12 @@
 //! two trees must hold the same names and bytes, also after the daemon drops
 //! its caches and re-reads everything from the emulator.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 
 /// xorshift: deterministic, no dependency.
 struct Rng(u64);

@@ -1,10 +1,8 @@
 //! Security: credentials never reach the log, and hostile remote names
 //! cannot escape their directory or shadow the hidden views.
 
-mod common;
-
-use common::remote::Remote;
-use common::*;
+use crate::common::remote::Remote;
+use crate::common::*;
 use md5::{Digest, Md5};
 
 #[test]

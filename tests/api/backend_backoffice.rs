@@ -3,18 +3,16 @@
 //! what each operation sends (per-route counters) and what the emulator
 //! holds afterwards.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
+use crate::common::Emulator;
 use bridgefs::backends::backoffice::backends;
 use bridgefs::config::{BackofficeConfig, DEFAULT_BACKOFFICE_CONTENT_URL};
 use bridgefs::fs::backend::{Backend, Entry, Kind};
 use bridgefs::fs::FsError;
 use bridgefs::remote::http::{HttpClient, RetryPolicy};
 use bridgefs_emulator::{Credentials, Dataset, Emu, EmulatorHandle, Faults};
-use common::Emulator;
 
 const LIST_FILES: &str = "GET /backoffice/api/v2/clients/{client}/files";
 const HEAD: &str = "HEAD /backoffice/api/v2/clients/{client}/files/{id}/download";
@@ -47,7 +45,7 @@ fn fixture() -> Fixture {
         ..RetryPolicy::default()
     })
     .unwrap();
-    let (clients, templates) = backends(&cfg, http).unwrap();
+    let (clients, templates) = backends(&cfg, http, 1000).unwrap();
     Fixture {
         emu,
         clients,
@@ -544,7 +542,7 @@ async fn token_file_is_reread_after_401() {
     };
     let http = HttpClient::new(RetryPolicy::default()).unwrap();
     // Built with the old token; an external job then rotates the file.
-    let (clients, _) = backends(&cfg, http.clone()).unwrap();
+    let (clients, _) = backends(&cfg, http.clone(), 1000).unwrap();
     std::fs::write(&token, "rotated-token\n").unwrap();
     // Three calls at once all meet the 401 (the added latency keeps them in
     // flight together), and all recover: a call that finds the file already
@@ -570,7 +568,7 @@ async fn token_file_is_reread_after_401() {
     // The token in use stays until a 401. One that stays wrong: one
     // re-read, one repeat, then EACCES.
     std::fs::write(&token, "still-wrong").unwrap();
-    let (clients, _) = backends(&cfg, http).unwrap();
+    let (clients, _) = backends(&cfg, http, 1000).unwrap();
     emu.emu.log.lock().clear();
     assert!(matches!(
         clients.lookup_hidden(&clients.root(), "3").await,

@@ -3,10 +3,8 @@
 //! with `ls`, `cat`, `rm`, `mv`, `getfattr`/`setfattr`, checked on the
 //! emulator.
 
-mod common;
-
-use common::remote::{md5_hex, xattr, Remote};
-use common::*;
+use crate::common::remote::{md5_hex, xattr, Remote};
+use crate::common::*;
 
 fn ls(path: &std::path::Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(path)

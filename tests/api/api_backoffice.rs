@@ -2,9 +2,7 @@
 //! §1 (client files and folders, the shared tree, group permissions) and each
 //! error status.
 
-mod common;
-
-use common::Emulator;
+use crate::common::Emulator;
 use reqwest::blocking::{multipart, Client, RequestBuilder};
 use reqwest::StatusCode;
 use serde_json::{json, Value};

@@ -3,13 +3,11 @@
 //! saves, temp files, times and modes), checked against the remote's state
 //! and the API calls the emulator counted.
 
-mod common;
-
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 
-use common::remote::Remote;
-use common::*;
+use crate::common::remote::Remote;
+use crate::common::*;
 
 /// Upload-shaped calls (a new blob, item, revision or rename).
 fn writes(emu: &Emulator) -> u64 {
@@ -432,4 +430,47 @@ fn a_file_renamed_to_a_local_only_name_leaves_the_remote_after_the_grace() {
         .app_trash("contracts")
         .iter()
         .any(|t| t["id"].as_u64() == id));
+}
+
+/// With `mtime_metadata_key`, a time set on a Files-app file is stored in
+/// its metadata too: another machine (a second mount with its own state)
+/// sees it, until another client uploads a newer revision.
+#[test]
+fn files_apps_can_store_mtime_in_metadata_for_other_machines() {
+    let emu = Emulator::demo();
+    let opts = MountOptions {
+        extra_toml: "mtime_metadata_key = \"bridgefs_mtime\"\n".into(),
+        ..MountOptions::default()
+    };
+    let m = Mount::start_with(&emu, opts.clone());
+    let remote = Remote::new(&emu.url());
+    sh_ok(&format!(
+        "touch -d @1600000000 '{}'",
+        m.path("apps/handbook/Readme.txt").display()
+    ));
+    let file = remote.app_file("handbook", "Readme.txt").unwrap();
+    let stored = file["metadata"]["bridgefs_mtime"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(stored.ends_with("@2020-09-13T12:26:40+00:00"), "{file}");
+    let other = Mount::start_with(&emu, opts.clone());
+    let mtime = |m: &Mount| {
+        std::fs::metadata(m.path("apps/handbook/Readme.txt"))
+            .unwrap()
+            .mtime()
+    };
+    assert_eq!(
+        mtime(&other),
+        1_600_000_000,
+        "another machine sees the time"
+    );
+    drop(other);
+    remote.app_overwrite(file["id"].as_u64().unwrap(), b"a newer revision");
+    let third = Mount::start_with(&emu, opts);
+    assert_ne!(
+        mtime(&third),
+        1_600_000_000,
+        "a newer revision has its own time"
+    );
 }

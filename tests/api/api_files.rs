@@ -1,9 +1,7 @@
 //! The Files-apps emulator over real HTTP: every route of API-CONTRACT.md §3,
 //! each error status, the paging envelope, revisions and trash semantics.
 
-mod common;
-
-use common::Emulator;
+use crate::common::Emulator;
 use reqwest::blocking::{multipart, Client};
 use reqwest::StatusCode;
 use serde_json::{json, Value};

@@ -3,11 +3,9 @@
 //! the remote's state: no failure may leave neither the old nor the new
 //! bytes.
 
-mod common;
-
+use crate::common::remote::Remote;
+use crate::common::*;
 use bridgefs_emulator::Faults;
-use common::remote::Remote;
-use common::*;
 
 /// Writes `keep.txt` (old bytes) and `tmp.txt` (new bytes) in `dir`, both
 /// uploaded when `write` returns.

@@ -1,11 +1,9 @@
 //! The command line: one-line config errors, `check` against the emulator,
 //! `status` of a running and a stopped mount.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn run(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_bridgefs"))
@@ -57,7 +55,7 @@ fn broken_configs_are_one_line_errors() {
 #[test]
 fn check_reaches_every_backend_and_names_failures() {
     let emu = Emulator::demo();
-    let files = common::demo_files();
+    let files = crate::common::demo_files();
     let cfg = files.path("c.toml");
     std::fs::write(&cfg, files.config_text(&emu.url())).unwrap();
     let (code, out, err) = run(&["check", "--config", cfg.to_str().unwrap()]);

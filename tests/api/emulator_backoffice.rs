@@ -4,12 +4,10 @@
 //! route's 401/404/422 answers. (`api_backoffice.rs` walks the happy path of
 //! each route; this file covers what a client bug would trip over.)
 
-mod common;
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::common::Emulator;
 use bridgefs_emulator::Dataset;
-use common::Emulator;
 use reqwest::multipart::{Form, Part};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};

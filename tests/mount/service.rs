@@ -1,15 +1,13 @@
 //! Running as a service: instance safety, mountpoint handling and crash
 //! restarts, with real daemon processes, real mounts and the emulator.
 
-mod common;
-
 use std::ffi::OsStr;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use crate::common::remote::Remote;
+use crate::common::*;
 use bridgefs_emulator::Faults;
-use common::remote::Remote;
-use common::*;
 
 /// Writes `rel` while every library upload answers 503: close reports
 /// the failure, the bytes stay spooled and journaled. Faults stay on.
@@ -229,7 +227,7 @@ fn umount_and_wait(h: &HelperMount, pid: u32) {
 fn fstab_and_mount_t_mount_in_the_background_refuse_bad_options_and_umount_stops_the_daemon() {
     let emu = Emulator::demo();
     let remote = Remote::new(&emu.url());
-    let files = common::demo_files();
+    let files = crate::common::demo_files();
     let config = files.path("office.toml");
     std::fs::write(&config, files.config_text(&emu.url())).unwrap();
     let h = HelperMount {
@@ -413,7 +411,7 @@ fn the_metrics_endpoint_counts_as_files_are_copied() {
 
 #[test]
 fn check_against_a_dead_port_reports_every_place_failed() {
-    let files = common::demo_files();
+    let files = crate::common::demo_files();
     let config = files.path("dead.toml");
     let dead = format!("http://127.0.0.1:{}", free_port());
     std::fs::write(&config, files.config_text(&dead)).unwrap();
@@ -602,7 +600,7 @@ fn a_refused_credential_is_warned_at_start_shown_in_status_and_the_rest_is_serve
 #[test]
 fn status_by_mountpoint_finds_a_daemon_whose_directories_came_from_systemd() {
     let emu = Emulator::demo();
-    let files = common::demo_files();
+    let files = crate::common::demo_files();
     let config = files.path("unit.toml");
     // As under the unit: no cache.dir / state_dir in the config.
     let text: String = files

@@ -2,13 +2,11 @@
 //! and `md5sum`, checked against the emulator through its API, plus the
 //! API-call budgets of listing.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use common::remote::{md5_hex, xattr, Remote};
-use common::*;
+use crate::common::remote::{md5_hex, xattr, Remote};
+use crate::common::*;
 
 /// Every regular file below `dir` (readdir does not show hidden views).
 fn walk_files(dir: &Path) -> Vec<PathBuf> {

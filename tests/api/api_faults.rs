@@ -3,15 +3,13 @@
 //! dropped mid-body, latency, Range ignored; counters, log, reset; retries,
 //! no retry of creating POSTs, one credential refresh, deadlines.
 
-mod common;
-
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::common::Emulator;
 use bridgefs::remote::http::{join, Auth, Call, HttpClient, NoAuth, RetryPolicy};
 use bridgefs::remote::{RemoteError, RemoteResult};
 use bridgefs_emulator::Faults;
-use common::Emulator;
 use reqwest::blocking::Client;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;

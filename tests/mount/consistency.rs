@@ -2,13 +2,11 @@
 //! version per read, replaced items found again, remote renames and
 //! deletes shown within the TTL, conflicting overwrites keeping both.
 
-mod common;
-
 use std::io::{Read, Seek, Write};
 use std::time::{Duration, Instant};
 
-use common::remote::Remote;
-use common::*;
+use crate::common::remote::Remote;
+use crate::common::*;
 
 fn short_ttl() -> MountOptions {
     MountOptions {
