@@ -462,6 +462,11 @@ impl Backend for FilesBackend {
         }
     }
 
+    fn forget_memos(&self) {
+        self.objects.lock().clear();
+        self.revision_urls.lock().clear();
+    }
+
     /// With `mtime_metadata_key`, the time goes into the file's metadata
     /// (merged with the rest: a PATCH replaces the whole map).
     async fn set_mtime(&self, entry: &Entry, mtime: SystemTime) -> FsResult<Option<Entry>> {

@@ -305,6 +305,10 @@ impl Backend for LibraryBackend {
         }
     }
 
+    fn forget_memos(&self) {
+        self.items.lock().clear();
+    }
+
     async fn xattr_list(&self, entry: &Entry) -> FsResult<Vec<String>> {
         let Some(uuid) = Self::uuid(&entry.key) else {
             return Ok(Vec::new());

@@ -151,6 +151,10 @@ pub trait Backend: Send + Sync {
     /// already checked that it is empty).
     async fn remove(&self, dir: &Key, entry: &Entry) -> FsResult<()>;
 
+    /// Drops what the backend remembers of remote objects (SIGHUP): the
+    /// next use fetches them again.
+    fn forget_memos(&self) {}
+
     /// Stores a modification time set by utimens on the remote, where the
     /// API has a place for it; returns the updated entry, or `None` when
     /// this backend keeps times only locally (the default).

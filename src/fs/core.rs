@@ -344,8 +344,21 @@ impl BridgeFs {
 
     /// Forgets cached listings and content (SIGHUP: a manual refresh).
     pub fn refresh(&self) {
-        self.state.lock().cache.clear();
+        {
+            let mut st = self.state.lock();
+            st.cache.clear();
+            // Unreferenced inodes go too (the kernel holds the rest).
+            let mut keep: HashSet<Ino> = st.locals.iter().copied().collect();
+            keep.extend(st.hidden.values().copied());
+            let dropped = st.table.collect(&keep);
+            let hidden: HashSet<Ino> = keep;
+            st.hidden.retain(|_, i| hidden.contains(i));
+            tracing::debug!(dropped, "inode table trimmed by SIGHUP");
+        }
         self.blocks.clear();
+        for m in &self.mounts {
+            m.backend.forget_memos();
+        }
     }
 
     /// Counters by name, the number of files not uploaded yet, and of inodes.

@@ -253,3 +253,87 @@ async fn readdir_hands_out_only_what_fits_and_resumes_at_the_offset() {
         files.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>()[..]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_save_over_keeps_the_target_item_and_removes_the_source() {
+    let c = core_with(&[("target.txt", b"old"), ("source.txt", b"new")]).await;
+    let target_key = c.remote.find(ROOT_KEY, "target.txt").unwrap().entry.key;
+    c.fs.rename(c.top, "source.txt", c.top, "target.txt", 0)
+        .await
+        .unwrap();
+    let now = c.remote.find(ROOT_KEY, "target.txt").unwrap();
+    assert_eq!(now.entry.key, target_key, "the same remote item");
+    assert_eq!(now.bytes, b"new");
+    assert_eq!(c.remote.calls("rename"), 0, "no remote rename");
+    assert_eq!(c.remote.calls("upload"), 1, "one upload onto the target");
+    assert_eq!(c.remote.calls("remove"), 1, "the source removed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unlinked_open_file_keeps_its_bytes_and_uploads_nothing() {
+    let c = core_with(&[("open.txt", b"first")]).await;
+    let ino = c.fs.lookup(c.top, "open.txt").await.unwrap().ino;
+    let fh = c.fs.open(ino, libc::O_RDWR, PID).await.unwrap();
+    c.fs.write(ino, fh, 5, b" more").unwrap();
+    c.fs.unlink(c.top, "open.txt").await.unwrap();
+    assert!(
+        c.remote.find(ROOT_KEY, "open.txt").is_none(),
+        "removed at once"
+    );
+    let bytes = c.fs.read(ino, fh, 0, 100).await.unwrap();
+    assert_eq!(&bytes[..], b"first more");
+    assert_eq!(c.fs.getattr_of(ino, Some(fh)).await.unwrap().nlink, 0);
+    c.fs.flush(ino, fh, PID).await.unwrap();
+    c.fs.release(ino, fh).await;
+    assert_eq!(
+        c.remote.calls("upload"),
+        0,
+        "nothing uploaded after the unlink"
+    );
+    assert!(c.remote.names(ROOT_KEY).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_local_only_file_is_never_uploaded_until_renamed_to_an_ordinary_name() {
+    let c = core_with(&[]).await;
+    let (attr, fh) =
+        c.fs.create(c.top, ".notes.txt.swp", libc::O_WRONLY, PID)
+            .await
+            .unwrap();
+    c.fs.write(attr.ino, fh, 0, b"swap").unwrap();
+    c.fs.flush(attr.ino, fh, PID).await.unwrap();
+    c.fs.release(attr.ino, fh).await;
+    assert_eq!(c.remote.calls("upload"), 0);
+    let listed = c.fs.opendir(c.top).await.unwrap();
+    assert!(names_of(&c.fs, listed).contains(&".notes.txt.swp".to_string()));
+    c.fs.rename(c.top, ".notes.txt.swp", c.top, "notes.txt", 0)
+        .await
+        .unwrap();
+    assert_eq!(c.remote.calls("upload"), 1, "uploaded by the rename");
+    assert_eq!(c.remote.find(ROOT_KEY, "notes.txt").unwrap().bytes, b"swap");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_drops_unreferenced_inodes_and_listings() {
+    let files: Vec<(String, Vec<u8>)> = (0..40).map(|i| (format!("g{i:02}"), vec![2])).collect();
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    let c = core_with(&refs).await;
+    let fh = c.fs.opendir(c.top).await.unwrap();
+    assert_eq!(names_of(&c.fs, fh).len(), 42);
+    c.fs.releasedir(fh);
+    let (_, _, before) = c.fs.snapshot();
+    assert!(before >= 42, "root, top level and 40 files: {before}");
+    c.fs.refresh();
+    let (_, _, after) = c.fs.snapshot();
+    assert!(after <= 2, "only the root and the top level stay: {after}");
+    assert!(
+        c.fs.opendir_cached(c.top).is_none(),
+        "the listing is gone too"
+    );
+    let fh = c.fs.opendir(c.top).await.unwrap();
+    assert_eq!(names_of(&c.fs, fh).len(), 42, "listed again");
+    assert_eq!(c.remote.calls("list"), 2);
+}
