@@ -227,7 +227,8 @@ impl Filesystem for FuseAdapter {
         let _ = config.add_capabilities(
             InitFlags::FUSE_DO_READDIRPLUS
                 | InitFlags::FUSE_READDIRPLUS_AUTO
-                | InitFlags::FUSE_ATOMIC_O_TRUNC,
+                | InitFlags::FUSE_ATOMIC_O_TRUNC
+                | InitFlags::FUSE_HANDLE_KILLPRIV_V2,
         );
         let _ = config.set_max_readahead(1 << 20);
         Ok(())
@@ -375,12 +376,20 @@ impl Filesystem for FuseAdapter {
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let fs = self.fs.clone();
         let pid = process_of(req);
+        // A reader keeps the pages an earlier open cached: the core tells
+        // the kernel to drop them whenever the content changes (a new
+        // remote version seen, a replacement), so they are never stale
+        // beyond what a read through the daemon would be.
+        let keep = match flags.0 & libc::O_ACCMODE == libc::O_RDONLY {
+            true => FopenFlags::FOPEN_KEEP_CACHE,
+            false => FopenFlags::empty(),
+        };
         self.answer(
             "open",
             reply,
             || self.fs.open_cached(ino.0, flags.0, pid),
             || async move { fs.open(ino.0, flags.0, pid).await },
-            move |r, fh| r.opened(FileHandle(fh), FopenFlags::empty()),
+            move |r, fh| r.opened(FileHandle(fh), keep),
         );
     }
 
@@ -412,13 +421,18 @@ impl Filesystem for FuseAdapter {
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         // Local spool I/O: answered on the FUSE thread, no remote call.
         let started = Instant::now();
+        // FUSE_HANDLE_KILLPRIV_V2: the kernel says when a write by an
+        // unprivileged writer must drop set-user/group-id bits.
+        if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
+            self.fs.kill_suid(ino.0);
+        }
         match self.fs.write(ino.0, fh.0, offset, data) {
             Ok(n) => {
                 reply.written(n);

@@ -119,6 +119,17 @@ impl BridgeFs {
         Ok(())
     }
 
+    /// Drops set-user-id and set-group-id bits set by chmod (a write by an
+    /// unprivileged user, as the kernel tells with KILLPRIV_V2). In memory:
+    /// the next upload's restamp keeps the result.
+    pub fn kill_suid(&self, ino: Ino) {
+        if let Some(n) = self.state.lock().table.get_mut(ino) {
+            if let Some(m) = n.attrs.mode.as_mut() {
+                *m &= !0o6000;
+            }
+        }
+    }
+
     /// Stores the mtime set on a remote file in the remote too, where the
     /// backend has a place for it (a Files app's `mtime_metadata_key`). A
     /// failure only logs: the local overlay holds the time anyway.
