@@ -54,6 +54,18 @@ async fn core_with(files: &[(&str, &[u8])]) -> Core {
     }
 }
 
+/// A core over `n` one-byte files named `{prefix}00`, `{prefix}01`…
+async fn core_with_many(prefix: &str, n: usize) -> (Core, Vec<(String, Vec<u8>)>) {
+    let files: Vec<(String, Vec<u8>)> = (0..n)
+        .map(|i| (format!("{prefix}{i:02}"), vec![1]))
+        .collect();
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    (core_with(&refs).await, files)
+}
+
 /// Names a directory handle hands out, `.` and `..` included.
 fn names_of(fs: &BridgeFs, fh: u64) -> Vec<String> {
     let mut names = Vec::new();
@@ -223,12 +235,7 @@ async fn rename_onto_an_existing_file_leaves_one_item_with_the_new_bytes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn readdir_hands_out_only_what_fits_and_resumes_at_the_offset() {
-    let files: Vec<(String, Vec<u8>)> = (0..50).map(|i| (format!("f{i:02}"), vec![1])).collect();
-    let refs: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(n, b)| (n.as_str(), b.as_slice()))
-        .collect();
-    let c = core_with(&refs).await;
+    let (c, files) = core_with_many("f", 50).await;
     let fh = c.fs.opendir(c.top).await.unwrap();
     let (mut seen, mut offset) = (Vec::new(), 0);
     loop {
@@ -315,12 +322,7 @@ async fn a_local_only_file_is_never_uploaded_until_renamed_to_an_ordinary_name()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_drops_unreferenced_inodes_and_listings() {
-    let files: Vec<(String, Vec<u8>)> = (0..40).map(|i| (format!("g{i:02}"), vec![2])).collect();
-    let refs: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(n, b)| (n.as_str(), b.as_slice()))
-        .collect();
-    let c = core_with(&refs).await;
+    let (c, _) = core_with_many("g", 40).await;
     let fh = c.fs.opendir(c.top).await.unwrap();
     assert_eq!(names_of(&c.fs, fh).len(), 42);
     c.fs.releasedir(fh);
