@@ -271,6 +271,7 @@ impl BackofficeClient {
             caption.to_string(),
         );
         let tracker = self.http.transfers().track(&path);
+        let progress = tracker.clone();
         let factory = Arc::new(move || {
             let mut form = reqwest::multipart::Form::new()
                 .part("file", tracker.file_part(&filename)?)
@@ -286,7 +287,8 @@ impl BackofficeClient {
                 Method::POST,
                 &format!("/api/v2/clients/{client}/files"),
             )?
-            .multipart(factory);
+            .multipart(factory)
+            .progress(progress);
         self.json(call).await
     }
 

@@ -244,12 +244,14 @@ impl FilesClient {
     pub async fn upload_blob(&self, content: &Path, name: &str) -> RemoteResult<BlobObject> {
         let (path, name) = (content.to_path_buf(), name.to_string());
         let tracker = self.http.transfers().track(&path);
+        let progress = tracker.clone();
         let factory = Arc::new(move || {
             Ok(reqwest::multipart::Form::new().part("blob", tracker.file_part(&name)?))
         });
         self.json(
             self.call("files.upload_blob", Method::POST, "/api/blobs")?
-                .multipart(factory),
+                .multipart(factory)
+                .progress(progress),
         )
         .await
     }

@@ -15,6 +15,8 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use url::Url;
 
+use crate::remote::transfer::Tracker;
+
 use super::error::{RemoteError, RemoteResult};
 use super::transfer::Transfers;
 
@@ -40,6 +42,9 @@ impl Auth for NoAuth {
         Ok(false)
     }
 }
+
+/// How often an upload's progress is looked at.
+const PROGRESS_CHECK: Duration = Duration::from_millis(500);
 
 /// Builds a multipart form anew for each attempt (forms cannot be cloned).
 pub type FormFactory = Arc<dyn Fn() -> RemoteResult<reqwest::multipart::Form> + Send + Sync>;
@@ -74,6 +79,10 @@ pub struct Call {
     pub headers: Vec<(HeaderName, String)>,
     pub body: Body,
     pub retry: Retry,
+    /// An upload's byte counter: its attempts time out only when no byte
+    /// moves for `attempt_timeout` (a large file takes as long as it takes),
+    /// and the time spent sending does not count against `call_deadline`.
+    pub progress: Option<Arc<Tracker>>,
 }
 
 impl Call {
@@ -91,7 +100,14 @@ impl Call {
             headers: Vec::new(),
             body: Body::Empty,
             retry,
+            progress: None,
         }
+    }
+
+    /// See [`Call::progress`].
+    pub fn progress(mut self, tracker: Arc<Tracker>) -> Self {
+        self.progress = Some(tracker);
+        self
     }
     pub fn query(mut self, key: &str, value: impl ToString) -> Self {
         self.query.push((key.to_string(), value.to_string()));
@@ -310,23 +326,25 @@ impl HttpClient {
         self.count(call.endpoint, |s| s.calls += 1);
         let mut refreshed = false;
         let mut attempt: u32 = 0;
+        // Time spent sending an upload's bytes: not held against the deadline.
+        let mut sending = Duration::ZERO;
         loop {
             attempt += 1;
             self.count(call.endpoint, |s| s.attempts += 1);
             let remaining = self
                 .policy
                 .call_deadline
-                .saturating_sub(started.elapsed())
+                .saturating_sub(started.elapsed().saturating_sub(sending))
                 .min(self.policy.attempt_timeout);
             if remaining.is_zero() {
                 self.count(call.endpoint, |s| s.failures += 1);
                 return Err(RemoteError::Timeout(self.policy.call_deadline));
             }
-            let outcome =
-                match tokio::time::timeout(remaining, self.attempt(call, auth, range)).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => Err(Attempt::Transient(RemoteError::Timeout(remaining), None)),
-                };
+            let attempt_started = Instant::now();
+            let outcome = self.watched_attempt(call, auth, range, remaining).await;
+            if call.progress.is_some() {
+                sending += attempt_started.elapsed().saturating_sub(remaining);
+            }
             let (err, retry_after) = match outcome {
                 Ok(resp) => {
                     self.count(call.endpoint, |s| s.bytes_in += resp.body.len() as u64);
@@ -374,6 +392,39 @@ impl HttpClient {
             tracing::debug!(endpoint = call.endpoint, error = %err, ?backoff, "retrying");
             self.count(call.endpoint, |s| s.retries += 1);
             tokio::time::sleep(backoff).await;
+        }
+    }
+
+    /// One attempt, cut after `limit`: of silence for an upload (no byte
+    /// sent and no answer), of time for any other call.
+    async fn watched_attempt(
+        &self,
+        call: &Call,
+        auth: &dyn Auth,
+        range: Option<(u64, u64)>,
+        limit: Duration,
+    ) -> Result<Response, Attempt> {
+        let timed_out = || Attempt::Transient(RemoteError::Timeout(limit), None);
+        let Some(tracker) = &call.progress else {
+            return tokio::time::timeout(limit, self.attempt(call, auth, range))
+                .await
+                .unwrap_or_else(|_| Err(timed_out()));
+        };
+        let attempt = self.attempt(call, auth, range);
+        tokio::pin!(attempt);
+        let (mut last, mut quiet_since) = (tracker.sent(), Instant::now());
+        loop {
+            tokio::select! {
+                outcome = &mut attempt => return outcome,
+                _ = tokio::time::sleep(PROGRESS_CHECK) => {
+                    let now = tracker.sent();
+                    if now != last {
+                        (last, quiet_since) = (now, Instant::now());
+                    } else if quiet_since.elapsed() >= limit {
+                        return Err(timed_out());
+                    }
+                }
+            }
         }
     }
 

@@ -263,6 +263,7 @@ impl LibraryClient {
             parent.map(str::to_string),
         );
         let tracker = self.http.transfers().track(&path);
+        let progress = tracker.clone();
         let factory = Arc::new(move || {
             let mut form = reqwest::multipart::Form::new()
                 .part("file", tracker.file_part(&name)?)
@@ -278,7 +279,9 @@ impl LibraryClient {
             Ok(form)
         });
         let url = join(&self.upload_base, "/businessWeb/fileUploadS3.do")?;
-        let call = Call::new("library.upload", Method::POST, url).multipart(factory);
+        let call = Call::new("library.upload", Method::POST, url)
+            .multipart(factory)
+            .progress(progress);
         Item::from_value(self.http.json(&call, self.session.as_ref()).await?)
     }
 

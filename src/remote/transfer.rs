@@ -110,6 +110,11 @@ pub struct Tracker {
 }
 
 impl Tracker {
+    /// Bytes of the current attempt sent so far.
+    pub fn sent(&self) -> u64 {
+        self.transfer.sent.load(Ordering::Relaxed)
+    }
+
     /// A multipart part streaming the file's bytes, opened anew per attempt.
     pub fn file_part(&self, file_name: &str) -> RemoteResult<reqwest::multipart::Part> {
         let path = &self.transfer.path;

@@ -367,3 +367,70 @@ async fn client_checks(emu: &Emulator, big: &str) {
 fn errno_of(err: &RemoteError) -> i32 {
     bridgefs::fs::FsError::from(err.clone()).errno()
 }
+
+/// A server that reads a request's body slowly (1 MiB every 100 ms) and
+/// then answers 201 with a blob object. Returns its base URL.
+fn slow_reader_server() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map(|v| v.trim().parse().unwrap())
+            .expect("a body of known length");
+        let mut left = length;
+        let mut buf = vec![0u8; 1 << 20];
+        while left > 0 {
+            let n = s.read(&mut buf[..left.min(1 << 20)]).unwrap();
+            assert!(n > 0, "the client stopped sending");
+            left -= n;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let body = r#"{"id":7,"name":"slow.bin","media_type":"application/octet-stream","size":1}"#;
+        let _ = write!(
+            s,
+            "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    });
+    format!("http://{addr}")
+}
+
+/// An upload that takes longer than one attempt's timeout but keeps
+/// sending is not cut: only silence times out (a large file over a slow
+/// link would otherwise never arrive).
+#[test]
+fn a_slow_upload_that_keeps_sending_is_not_cut_by_the_attempt_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("slow.bin");
+    // Larger than the sockets' buffers, so the sender waits for the reader.
+    std::fs::write(&file, vec![5u8; 32 << 20]).unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, "k").unwrap();
+    let http = HttpClient::new(RetryPolicy {
+        attempt_timeout: Duration::from_secs(1),
+        call_deadline: Duration::from_secs(2),
+        ..policy()
+    })
+    .unwrap();
+    let client =
+        bridgefs::remote::files::FilesClient::new(http, &slow_reader_server(), &key, &[]).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let started = Instant::now();
+    let blob = rt.block_on(client.upload_blob(&file, "slow.bin"));
+    assert_eq!(blob.expect("uploaded").id, 7);
+    assert!(
+        started.elapsed() > Duration::from_secs(2),
+        "it did take longer than the deadline"
+    );
+}
