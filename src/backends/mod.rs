@@ -30,11 +30,13 @@ impl From<RemoteError> for FsError {
 }
 
 /// A backend's memo of objects it has seen (ids, download URLs, records),
-/// bounded like the inode table (`cache.max_entries`): a miss costs one
-/// call to fetch the object again, never a wrong answer.
+/// bounded by a quarter of `cache.max_entries` (an object costs more than
+/// an inode: 100,000 Files-app objects held about 55 MiB): a miss costs
+/// one call to fetch the object again, never a wrong answer.
 pub(crate) fn memo<K: std::hash::Hash + Eq, V>(
-    capacity: usize,
+    max_entries: usize,
 ) -> parking_lot::Mutex<lru::LruCache<K, V>> {
-    let capacity = std::num::NonZeroUsize::new(capacity.max(1)).expect("at least 1");
+    let capacity = (max_entries / 4).max(1000);
+    let capacity = std::num::NonZeroUsize::new(capacity).expect("at least 1");
     parking_lot::Mutex::new(lru::LruCache::new(capacity))
 }

@@ -259,7 +259,7 @@ impl BridgeFs {
 
     pub(in crate::fs) fn attr_locked(st: &State, ino: Ino) -> FsResult<Attr> {
         let node = st.table.get(ino).ok_or(FsError::NotFound)?;
-        let (e, set) = (&node.entry, &node.attrs);
+        let (e, set) = (&node.entry, node.attrs());
         let mtime = set.mtime.or(e.mtime).unwrap_or_else(fallback_time);
         let (size, perm, nlink) = match e.kind {
             Kind::Dir => (4096, if e.writable { 0o755 } else { 0o555 }, 2),

@@ -51,8 +51,9 @@ pub struct Node {
     /// when it is saved over another file, its own remote copy is deleted
     /// for good rather than sent to a trash.
     pub created_here: bool,
-    /// Times, mode and owner set locally (see `crate::fs::namespace::overlay`).
-    pub attrs: Attrs,
+    /// Times, mode and owner set locally (see `crate::fs::namespace::overlay`);
+    /// boxed, as most nodes have none (a listed entry stays small).
+    pub attrs: Option<Box<Attrs>>,
 }
 
 impl Node {
@@ -63,6 +64,21 @@ impl Node {
 
     pub fn is_dir(&self) -> bool {
         self.entry.kind == Kind::Dir
+    }
+
+    /// The locally set attributes (none set: all `None`).
+    pub fn attrs(&self) -> Attrs {
+        self.attrs.as_deref().copied().unwrap_or_default()
+    }
+
+    /// The locally set attributes, to change them.
+    pub fn attrs_mut(&mut self) -> &mut Attrs {
+        self.attrs.get_or_insert_with(Default::default)
+    }
+
+    /// Replaces the locally set attributes.
+    pub fn set_attrs(&mut self, attrs: Attrs) {
+        self.attrs = (attrs != Attrs::default()).then(|| Box::new(attrs));
     }
 
     /// Whether garbage collection may drop this node.
@@ -122,6 +138,17 @@ impl InodeTable {
         self.next_version
     }
 
+    /// Makes room for the entries of a listing not known yet, in one
+    /// allocation (growing by doubling would hold two tables at once).
+    pub fn reserve_for(&mut self, backend: usize, entries: &[Entry]) {
+        let new = entries
+            .iter()
+            .filter(|e| !self.by_key.contains_key(&(backend, e.key.clone())))
+            .count();
+        self.nodes.reserve(new);
+        self.by_key.reserve(new);
+    }
+
     /// Inserts the root with a fixed number.
     pub fn insert_root(&mut self, entry: Entry) {
         let version = self.bump_version();
@@ -143,7 +170,7 @@ impl InodeTable {
                 stale: false,
                 readers: 0,
                 created_here: false,
-                attrs: Attrs::default(),
+                attrs: None,
                 refreshed: Instant::now(),
             },
         );
@@ -208,7 +235,7 @@ impl InodeTable {
                 stale: false,
                 readers: 0,
                 created_here: false,
-                attrs: Attrs::default(),
+                attrs: None,
                 refreshed: Instant::now(),
             },
         );

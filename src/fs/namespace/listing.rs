@@ -13,6 +13,19 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+/// A listing after which the memory its pages took is handed back.
+const LARGE_LISTING: usize = 10_000;
+
+/// Returns freed heap pages to the system: a large listing's JSON pages
+/// are gone once installed, but glibc keeps their pages otherwise.
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory; it takes no pointer.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 impl BridgeFs {
     /// Makes sure `dir` has a listing within its TTL, fetching it once even
     /// when many requests ask at the same moment.
@@ -79,6 +92,8 @@ impl BridgeFs {
             .map(|l| l.entries.iter().map(|(n, _)| n.clone()).collect())
             .unwrap_or_default();
         let mut list = Vec::with_capacity(entries.len());
+        st.table.reserve_for(bidx, &entries);
+        let large = entries.len() >= LARGE_LISTING;
         for (entry, name) in entries.into_iter().zip(names) {
             let ino = st.table.upsert(bidx, dir, name.clone(), entry, false);
             list.push((name, ino));
@@ -128,6 +143,9 @@ impl BridgeFs {
             self.overlay.remove(&self.mounts[bidx].name, &key);
         }
         self.tell_kernel(gone, changed);
+        if large {
+            give_back_freed_memory();
+        }
     }
 
     /// Gives listed items the times, mode and owner kept for their current
@@ -148,10 +166,10 @@ impl BridgeFs {
             }
             match self.overlay.get(backend, &node.entry) {
                 Some(a) if a.is_empty() => {
-                    node.attrs = Default::default();
+                    node.set_attrs(Default::default());
                     stale.push(node.entry.key.clone());
                 }
-                Some(a) => node.attrs = a,
+                Some(a) => node.set_attrs(a),
                 None => {}
             }
         }

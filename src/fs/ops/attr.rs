@@ -101,7 +101,7 @@ impl BridgeFs {
         let keep = {
             let mut st = self.state.lock();
             let node = st.table.get_mut(ino).ok_or(FsError::NotFound)?;
-            let set = &mut node.attrs;
+            let set = node.attrs_mut();
             set.mode = change.mode.or(set.mode);
             set.uid = change.uid.or(set.uid);
             set.gid = change.gid.or(set.gid);
@@ -124,7 +124,7 @@ impl BridgeFs {
     /// the next upload's restamp keeps the result.
     pub fn kill_suid(&self, ino: Ino) {
         if let Some(n) = self.state.lock().table.get_mut(ino) {
-            if let Some(m) = n.attrs.mode.as_mut() {
+            if let Some(m) = n.attrs_mut().mode.as_mut() {
                 *m &= !0o6000;
             }
         }
@@ -137,7 +137,7 @@ impl BridgeFs {
         let found = {
             let st = self.state.lock();
             st.table.get(ino).and_then(|n| {
-                let mtime = n.attrs.mtime.filter(|_| n.is_remote() && !n.gone)?;
+                let mtime = n.attrs().mtime.filter(|_| n.is_remote() && !n.gone)?;
                 Some((n.backend?, n.entry.clone(), mtime))
             })
         };
@@ -170,7 +170,7 @@ impl BridgeFs {
                 Some((
                     self.mounts[b].name.clone(),
                     n.entry.clone(),
-                    n.attrs,
+                    n.attrs(),
                     n.is_remote(),
                 ))
             })

@@ -223,8 +223,9 @@ impl BridgeFs {
         if let Some(n) = st.table.get_mut(ino) {
             let now = SystemTime::now();
             n.entry.mtime = Some(now);
-            n.attrs.mtime = None;
-            n.attrs.ctime = Some(now);
+            let set = n.attrs_mut();
+            set.mtime = None;
+            set.ctime = Some(now);
         }
     }
 
@@ -234,8 +235,9 @@ impl BridgeFs {
         let mut st = self.state.lock();
         if let Some(n) = st.table.get_mut(dir) {
             let now = SystemTime::now();
-            n.attrs.mtime = Some(now);
-            n.attrs.ctime = Some(now);
+            let set = n.attrs_mut();
+            set.mtime = Some(now);
+            set.ctime = Some(now);
         }
     }
 
