@@ -170,6 +170,8 @@ pub fn run(config: Config, mountpoint: &Path, config_path: Option<&Path>) -> Res
             let _ = ended_tx.send(failure);
         })
         .map_err(|e| runtime(e.to_string()))?;
+    let served = mountpoint.to_path_buf();
+    std::thread::spawn(move || crate::service::readahead::raise(&served));
     tracing::info!(mountpoint = %mountpoint.display(), backends = ?fs.mount_names(), "mounted");
     let reporter = StatusReporter {
         fs: fs.clone(),

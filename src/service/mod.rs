@@ -9,4 +9,5 @@ pub mod metrics;
 pub mod mountpoint;
 pub mod options;
 pub mod probe;
+pub mod readahead;
 pub mod registry;
