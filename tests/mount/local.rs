@@ -347,6 +347,21 @@ fn times_modes_and_owners_are_kept_until_the_remote_changes() {
         assert_eq!((md.uid(), md.gid()), (1234, 5678), "{when}: owner");
     };
     check(&m, "after cp -p, chmod, chown");
+    // ctime moves with chmod; a directory's mtime with a create in it.
+    let before = std::fs::metadata(&p).unwrap().ctime();
+    let dir_before = std::fs::metadata(m.path("apps/handbook")).unwrap().mtime();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    sh_ok(&format!("chmod 0640 {0} && chmod 0600 {0}", p.display()));
+    assert!(
+        std::fs::metadata(&p).unwrap().ctime() > before,
+        "chmod bumps ctime"
+    );
+    std::fs::write(m.path("apps/handbook/another.txt"), b"a").unwrap();
+    let dir_after = std::fs::metadata(m.path("apps/handbook")).unwrap().mtime();
+    assert!(
+        dir_after > dir_before,
+        "a create bumps its directory's mtime"
+    );
     m.stop();
     m.spawn();
     check(&m, "after a restart");

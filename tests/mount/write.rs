@@ -702,4 +702,15 @@ fn posix_corners_answer_their_errnos() {
         "a directory into its own subtree"
     );
     assert!(m.path("library/outer/inner").is_dir());
+
+    // A socket is a file type the APIs cannot hold either.
+    let err = std::os::unix::net::UnixListener::bind(m.path("library/sock")).unwrap_err();
+    assert_eq!(errno(&err), libc::EPERM, "bind of a unix socket");
+    // A write beyond what the spool can hold: EFBIG, the file unchanged.
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+    let err = f.write_at(b"x", 1 << 60).unwrap_err();
+    assert_eq!(errno(&err), libc::EFBIG, "pwrite at 1 EiB");
+    drop(f);
+    assert_eq!(std::fs::read(&p).unwrap(), b"keep");
 }

@@ -8,6 +8,8 @@ use crate::fs::error::{FsError, FsResult};
 use crate::fs::namespace::cache::Listing;
 use crate::fs::namespace::inode::{Ino, LOCAL_KEY_PREFIX, ROOT};
 use crate::fs::namespace::names;
+use crate::fs::writeback::journal::PendingUpload;
+use crate::fs::writeback::spool::LocalFile;
 use futures::StreamExt;
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -72,6 +74,7 @@ impl BridgeFs {
 
     pub(in crate::fs) fn install_listing(&self, dir: Ino, bidx: usize, mut entries: Vec<Entry>) {
         self.skip_vacated(dir, &mut entries);
+        let adopted = self.reopen_adopted(dir, bidx);
         let names = names::assign(
             &entries
                 .iter()
@@ -109,7 +112,7 @@ impl BridgeFs {
         drop(now);
         let changed = st.table.take_changed();
         let stale = self.apply_overlay(&mut st, bidx, &list);
-        self.install_adopted(&mut st, dir, bidx);
+        Self::insert_adopted(&mut st, dir, bidx, adopted);
         // Files created here and not uploaded yet stay visible.
         let locals: Vec<(String, Ino)> = st
             .locals
@@ -191,34 +194,45 @@ impl BridgeFs {
         }
     }
 
-    /// Local-only files of an earlier run that live in `dir` join the
-    /// namespace (once: they are local nodes from then on).
-    fn install_adopted(&self, st: &mut State, dir: Ino, bidx: usize) {
-        let Some(key) = st.table.get(dir).map(|n| n.entry.key.clone()) else {
-            return;
+    /// Local-only files of an earlier run that live in `dir`, their spool
+    /// files reopened (disk work: before the lock is taken).
+    fn reopen_adopted(&self, dir: Ino, bidx: usize) -> Vec<(PendingUpload, Arc<LocalFile>)> {
+        let records = {
+            let mut st = self.state.lock();
+            let Some(key) = st.table.get(dir).map(|n| n.entry.key.clone()) else {
+                return Vec::new();
+            };
+            st.adopted.remove(&(bidx, key)).unwrap_or_default()
         };
-        let Some(records) = st.adopted.remove(&(bidx, key)) else {
-            return;
-        };
-        for rec in records {
-            let local = match self.spool.reopen(&rec.id, &rec.spool) {
-                Ok(l) => Arc::new(l),
+        records
+            .into_iter()
+            .filter_map(|rec| match self.spool.reopen(&rec.id, &rec.spool) {
+                Ok(l) => Some((rec, Arc::new(l))),
                 Err(e) => {
                     tracing::warn!(path = ?rec.display_path, error = %e, "a local-only file of an earlier run cannot be reopened");
-                    continue;
+                    None
                 }
-            };
-            let mtime = std::fs::metadata(&rec.spool)
-                .and_then(|m| m.modified())
-                .ok();
+            })
+            .collect()
+    }
+
+    /// The reopened local-only files join the namespace (once: they are
+    /// local nodes from then on).
+    fn insert_adopted(
+        st: &mut State,
+        dir: Ino,
+        bidx: usize,
+        adopted: Vec<(PendingUpload, Arc<LocalFile>)>,
+    ) {
+        for (rec, local) in adopted {
             let entry = Entry {
                 key: format!("{LOCAL_KEY_PREFIX}{}", local.id),
                 name: rec.name.clone(),
                 kind: Kind::File,
                 id: String::new(),
                 size: Some(local.size()),
-                mtime,
-                ctime: mtime,
+                mtime: local.modified(),
+                ctime: local.modified(),
                 writable: true,
                 version: None,
             };

@@ -36,7 +36,8 @@ impl Spool {
     /// across a restart). It counts as in sync: it lives here.
     pub fn reopen(&self, id: &str, path: &Path) -> FsResult<LocalFile> {
         let file = OpenOptions::new().read(true).write(true).open(path)?;
-        let size = file.metadata()?.len();
+        let meta = file.metadata()?;
+        let (size, modified) = (meta.len(), meta.modified().ok());
         Ok(LocalFile {
             id: id.to_string(),
             path: path.to_path_buf(),
@@ -48,6 +49,7 @@ impl Spool {
                 journaled: true,
                 write_error: None,
                 refused: None,
+                modified,
             }),
             upload: Arc::default(),
         })
@@ -86,6 +88,7 @@ impl Spool {
                 journaled: false,
                 write_error: None,
                 refused: None,
+                modified: None,
             }),
             upload: Arc::default(),
         })
@@ -117,11 +120,19 @@ struct LocalState {
     /// Why the remote refused these bytes for good (a 4xx answer): not
     /// retried until someone asks (SIGHUP, `bridgefs pending retry`).
     refused: Option<FsError>,
+    /// The spool file's time when it was reopened after a restart.
+    modified: Option<std::time::SystemTime>,
 }
 
 impl LocalFile {
     pub fn size(&self) -> u64 {
         self.inner.lock().size
+    }
+
+    /// When the spool file was last written (read once, when a local-only
+    /// file of an earlier run is shown again).
+    pub fn modified(&self) -> Option<std::time::SystemTime> {
+        self.inner.lock().modified
     }
 
     /// True while the remote lacks the latest bytes.
