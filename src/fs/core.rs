@@ -11,8 +11,10 @@ use std::time::{Duration, SystemTime};
 use parking_lot::Mutex;
 
 use crate::fs::backend::{fallback_time, Backend, Entry, Key, Kind};
-use crate::fs::content::{BlockCache, ReadPattern, Source};
+use crate::fs::content::BlockCache;
 use crate::fs::error::{FsError, FsResult};
+use crate::fs::handles::Handles;
+pub(in crate::fs) use crate::fs::handles::{FileHandle, Handle, Pinned};
 use crate::fs::namespace::cache::MetaCache;
 use crate::fs::namespace::inode::{Ino, InodeTable, Node, ROOT};
 use crate::fs::namespace::local_only::LocalOnly;
@@ -83,75 +85,9 @@ pub struct Counters {
     pub conflicts: AtomicU64,
 }
 
-// Not boxed: most handles are files, so a box would cost an allocation per
-// open and save nothing.
-#[allow(clippy::large_enum_variant)]
-pub(in crate::fs) enum Handle {
-    /// A snapshot shared with the readdir in progress (no copy per reply).
-    Dir(Arc<Vec<DirItem>>),
-    File(FileHandle),
-}
-
-pub(in crate::fs) struct FileHandle {
-    pub(in crate::fs) ino: Ino,
-    pub(in crate::fs) write: bool,
-    pub(in crate::fs) append: bool,
-    /// Wrote (or truncated) since the last successful flush.
-    pub(in crate::fs) wrote: bool,
-    /// Opened with O_TRUNC (or created as the next version of a vacated
-    /// file) and not written to yet. A flush then comes from
-    /// closing a duplicate (a shell's `> file` closes its first descriptor
-    /// after dup2, before the program writes): uploading the empty file
-    /// would add an empty revision, so the upload waits for the writes'
-    /// flush, or the release.
-    pub(in crate::fs) only_truncated: bool,
-    /// The writer: a flush from another process is a no-op.
-    pub(in crate::fs) pid: u32,
-    pub(in crate::fs) pattern: ReadPattern,
-    /// A read-only handle reads the remote version it opened, whatever
-    /// re-listings learn meanwhile: never a mix of two versions.
-    pub(in crate::fs) pinned: Option<Pinned>,
-    /// Bytes returned so far: a handle that has returned nothing may move
-    /// to a replacement of its file (see [`BridgeFs::read`]).
-    pub(in crate::fs) served: u64,
-    /// Counted in its node's `readers` (until its first flush: `close()`
-    /// sends that at once, the release comes later).
-    pub(in crate::fs) reading: bool,
-    /// Its file was replaced by one of another size: every read fails with
-    /// ESTALE (the kernel would cut or pad the new bytes to the old size).
-    pub(in crate::fs) stale: bool,
-}
-
-/// The remote object a read-only handle reads.
-#[derive(Clone)]
-pub(in crate::fs) struct Pinned {
-    pub(in crate::fs) entry: Entry,
-    pub(in crate::fs) version: u64,
-    pub(in crate::fs) size: u64,
-}
-
-impl Pinned {
-    /// What the block cache reads for this version of `ino`.
-    pub(in crate::fs) fn source<'a>(
-        &'a self,
-        backend: &'a Arc<dyn Backend>,
-        ino: Ino,
-    ) -> Source<'a> {
-        Source {
-            backend,
-            entry: &self.entry,
-            ino,
-            version: self.version,
-            size: self.size,
-        }
-    }
-}
-
 pub(in crate::fs) struct State {
     pub(in crate::fs) table: InodeTable,
     pub(in crate::fs) cache: MetaCache,
-    pub(in crate::fs) handles: HashMap<u64, Handle>,
-    pub(in crate::fs) next_fh: u64,
     /// Nodes with spooled content.
     pub(in crate::fs) locals: HashSet<Ino>,
     /// Names found by `lookup_hidden`: (parent, name) → inode.
@@ -172,6 +108,9 @@ pub(in crate::fs) struct State {
 pub struct BridgeFs {
     pub(in crate::fs) mounts: Vec<Mounted>,
     pub(in crate::fs) state: Mutex<State>,
+    /// Open file and directory handles: their own lock, taken after
+    /// `state` when both are needed (never the other way round).
+    pub(in crate::fs) handles: Mutex<Handles>,
     pub(in crate::fs) locks: Mutex<HashMap<Ino, Arc<tokio::sync::Mutex<()>>>>,
     pub(in crate::fs) blocks: Arc<BlockCache>,
     /// Journal records of earlier runs that the server refused for good:
@@ -206,8 +145,6 @@ impl BridgeFs {
             state: Mutex::new(State {
                 table,
                 cache: MetaCache::new(opts.max_entries, opts.metadata_ttl, opts.negative_ttl),
-                handles: HashMap::new(),
-                next_fh: 1,
                 locals: HashSet::new(),
                 hidden: HashMap::new(),
                 view_dirs: HashSet::new(),
@@ -215,6 +152,7 @@ impl BridgeFs {
                 vacated: HashMap::new(),
                 adopted: HashMap::new(),
             }),
+            handles: Mutex::new(Handles::default()),
             locks: Mutex::new(HashMap::new()),
             blocks: Arc::new(BlockCache::new(opts.read_cache_bytes)),
             refused_at_start: Default::default(),

@@ -4,6 +4,7 @@
 //! [`backend::Backend`] trait (implemented in `crate::backends`).
 //!
 //! - [`core`]: the shared state and the `BridgeFs` type;
+//! - `handles`: open file and directory handles, under their own lock;
 //! - [`namespace`]: inodes, listings, names, hidden views;
 //! - [`content`]: the block cache and read-ahead of remote content;
 //! - [`writeback`]: spool, journal, upload, retry, recovery, drain;
@@ -13,6 +14,7 @@ pub mod backend;
 pub mod content;
 pub mod core;
 pub mod error;
+mod handles;
 pub mod kernel;
 pub mod namespace;
 mod ops;

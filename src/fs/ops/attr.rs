@@ -70,14 +70,14 @@ impl BridgeFs {
                 return Err(FsError::ReadOnly);
             }
             let writer = fh.filter(|fh| {
-                matches!(self.state.lock().handles.get(fh), Some(Handle::File(h)) if h.write && h.ino == ino)
+                matches!(self.handles.lock().get(fh), Some(Handle::File(h)) if h.write && h.ino == ino)
             });
             let local = self.ensure_local(ino, size == 0).await?;
             local.truncate(size)?;
             self.touch(ino);
             match writer {
                 Some(fh) => {
-                    if let Some(Handle::File(h)) = self.state.lock().handles.get_mut(&fh) {
+                    if let Some(Handle::File(h)) = self.handles.lock().get_mut(&fh) {
                         h.wrote = true;
                         h.only_truncated = false;
                     }

@@ -58,7 +58,10 @@ impl BridgeFs {
             return None;
         }
         let mut attr = Self::attr_locked(&st, ino);
-        if let (Ok(a), Some(size)) = (&mut attr, fh.and_then(|f| Self::pinned_size(&st, f))) {
+        if let (Ok(a), Some(size)) = (
+            &mut attr,
+            fh.and_then(|f| self.handles.lock().pinned_size(f)),
+        ) {
             a.size = size;
         }
         Some(attr)
@@ -124,14 +127,15 @@ impl BridgeFs {
         size: u32,
     ) -> Option<FsResult<Bytes>> {
         let data = {
-            let mut guard = self.state.lock();
-            let st = &mut *guard;
-            let node = st.table.get(ino)?;
-            let Some(Handle::File(h)) = st.handles.get_mut(&fh) else {
+            let guard = self.state.lock();
+            let node = guard.table.get(ino)?;
+            let mut handles = self.handles.lock();
+            let Some(Handle::File(h)) = handles.get_mut(&fh) else {
                 return None;
             };
             if let Some(local) = node.local.clone() {
                 h.pattern.advance(offset, size as u64);
+                drop(handles);
                 drop(guard);
                 local.read_at(offset, size as u64).map(Bytes::from)
             } else {
@@ -161,7 +165,7 @@ impl BridgeFs {
     /// `flush` of a handle with nothing to upload (a reader's close, or
     /// another process's copy of a writer's descriptor).
     pub fn flush_cached(&self, ino: Ino, fh: u64, pid: u32) -> Option<FsResult<()>> {
-        let (opener, uploads) = match self.state.lock().handles.get(&fh) {
+        let (opener, uploads) = match self.handles.lock().get(&fh) {
             Some(Handle::File(h)) => (h.pid == pid, h.wrote && h.pid == pid && !h.only_truncated),
             _ => (false, false),
         };
@@ -177,12 +181,12 @@ impl BridgeFs {
     /// `release` of a handle with nothing left to upload; `false`: the
     /// long way must upload.
     pub fn release_cached(&self, ino: Ino, fh: u64) -> bool {
-        let wrote = matches!(self.state.lock().handles.get(&fh), Some(Handle::File(h)) if h.wrote);
+        let wrote = matches!(self.handles.lock().get(&fh), Some(Handle::File(h)) if h.wrote);
         if wrote {
             return false;
         }
         self.reader_done(ino, fh);
-        let removed = self.state.lock().handles.remove(&fh);
+        let removed = self.handles.lock().remove(&fh);
         if let Some(Handle::File(_)) = removed {
             if let Some(n) = self.state.lock().table.get_mut(ino) {
                 n.open_handles = n.open_handles.saturating_sub(1);

@@ -53,10 +53,7 @@ impl BridgeFs {
                 items.push(DirItem { name, attr });
             }
         }
-        let fh = st.next_fh;
-        st.next_fh += 1;
-        st.handles.insert(fh, Handle::Dir(Arc::new(items)));
-        Ok(fh)
+        Ok(self.handles.lock().insert(Handle::Dir(Arc::new(items))))
     }
 
     /// Hands the entries of a directory handle from `offset` on to `add`
@@ -71,7 +68,7 @@ impl BridgeFs {
         plus: bool,
         mut add: impl FnMut(&DirItem, u64) -> bool,
     ) -> FsResult<()> {
-        let items = match self.state.lock().handles.get(&fh) {
+        let items = match self.handles.lock().get(&fh) {
             Some(Handle::Dir(items)) => items.clone(),
             _ => return Err(FsError::BadHandle),
         };
@@ -94,7 +91,7 @@ impl BridgeFs {
     }
 
     pub fn releasedir(&self, fh: u64) {
-        self.state.lock().handles.remove(&fh);
+        self.handles.lock().remove(&fh);
     }
 
     pub async fn mkdir(&self, parent: Ino, name: &str) -> FsResult<Attr> {

@@ -22,24 +22,19 @@ impl BridgeFs {
         pid: u32,
     ) -> u64 {
         let mut st = self.state.lock();
-        let fh = st.next_fh;
-        st.next_fh += 1;
-        st.handles.insert(
-            fh,
-            Handle::File(FileHandle {
-                ino,
-                write,
-                append,
-                wrote,
-                only_truncated: false,
-                pid,
-                pattern: ReadPattern::default(),
-                pinned: None,
-                served: 0,
-                reading: false,
-                stale: false,
-            }),
-        );
+        let fh = self.handles.lock().insert(Handle::File(FileHandle {
+            ino,
+            write,
+            append,
+            wrote,
+            only_truncated: false,
+            pid,
+            pattern: ReadPattern::default(),
+            pinned: None,
+            served: 0,
+            reading: false,
+            stale: false,
+        }));
         if let Some(n) = st.table.get_mut(ino) {
             n.open_handles += 1;
         }
@@ -81,7 +76,7 @@ impl BridgeFs {
 
     /// See [`FileHandle::only_truncated`].
     pub(in crate::fs) fn set_only_truncated(&self, fh: u64) {
-        if let Some(Handle::File(h)) = self.state.lock().handles.get_mut(&fh) {
+        if let Some(Handle::File(h)) = self.handles.lock().get_mut(&fh) {
             h.only_truncated = true;
         }
     }
@@ -249,8 +244,8 @@ impl BridgeFs {
 
     pub fn write(&self, ino: Ino, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
         let (local, append) = {
-            let mut st = self.state.lock();
-            let append = match st.handles.get_mut(&fh) {
+            let st = self.state.lock();
+            let append = match self.handles.lock().get_mut(&fh) {
                 Some(Handle::File(h)) if h.write && h.ino == ino => {
                     h.wrote = true;
                     h.only_truncated = false;
@@ -280,12 +275,11 @@ impl BridgeFs {
     pub async fn flush(self: &Arc<Self>, ino: Ino, fh: u64, pid: u32) -> FsResult<()> {
         // Only the opener's close: a forked child closing its copy of the
         // descriptor (at exec) flushes too, and the reader goes on.
-        let opener =
-            matches!(self.state.lock().handles.get(&fh), Some(Handle::File(h)) if h.pid == pid);
+        let opener = matches!(self.handles.lock().get(&fh), Some(Handle::File(h)) if h.pid == pid);
         if opener {
             self.reader_done(ino, fh);
         }
-        let should = match self.state.lock().handles.get(&fh) {
+        let should = match self.handles.lock().get(&fh) {
             Some(Handle::File(h)) => h.wrote && h.pid == pid && !h.only_truncated,
             _ => false,
         };
@@ -293,7 +287,7 @@ impl BridgeFs {
             return Ok(());
         }
         self.commit(ino).await?;
-        if let Some(Handle::File(h)) = self.state.lock().handles.get_mut(&fh) {
+        if let Some(Handle::File(h)) = self.handles.lock().get_mut(&fh) {
             h.wrote = false;
         }
         Ok(())
@@ -305,7 +299,7 @@ impl BridgeFs {
 
     pub async fn release(self: &Arc<Self>, ino: Ino, fh: u64) {
         self.reader_done(ino, fh);
-        let handle = self.state.lock().handles.remove(&fh);
+        let handle = self.handles.lock().remove(&fh);
         let Some(Handle::File(h)) = handle else {
             return;
         };

@@ -2,7 +2,7 @@
 //! it through the block cache; a handle on a spooled file reads the spool.
 
 use crate::fs::content::Source;
-use crate::fs::core::{BridgeFs, FileHandle, Handle, Pinned, State};
+use crate::fs::core::{BridgeFs, Handle, Pinned};
 use crate::fs::error::{FsError, FsResult};
 use crate::fs::namespace::inode::Ino;
 use bytes::Bytes;
@@ -45,7 +45,7 @@ impl BridgeFs {
                 .or(node.entry.size)
                 .unwrap_or(0),
         };
-        if let Some(Handle::File(h)) = st.handles.get_mut(&fh) {
+        if let Some(Handle::File(h)) = self.handles.lock().get_mut(&fh) {
             h.pinned = Some(pinned);
             h.reading = true;
             if let Some(n) = st.table.get_mut(ino) {
@@ -59,7 +59,7 @@ impl BridgeFs {
     pub(in crate::fs) fn reader_done(&self, ino: Ino, fh: u64) {
         let stale_parent = {
             let mut st = self.state.lock();
-            let was_reading = match st.handles.get_mut(&fh) {
+            let was_reading = match self.handles.lock().get_mut(&fh) {
                 Some(Handle::File(h)) => std::mem::take(&mut h.reading),
                 _ => false,
             };
@@ -83,16 +83,7 @@ impl BridgeFs {
 
     /// The size a handle sees (`fstat`): its pinned version's, if pinned.
     pub fn handle_size(&self, fh: u64) -> Option<u64> {
-        Self::pinned_size(&self.state.lock(), fh)
-    }
-
-    pub(in crate::fs) fn pinned_size(st: &State, fh: u64) -> Option<u64> {
-        match st.handles.get(&fh) {
-            Some(Handle::File(FileHandle {
-                pinned: Some(p), ..
-            })) => Some(p.size),
-            _ => None,
-        }
+        self.handles.lock().pinned_size(fh)
     }
 
     /// Reads a pinned handle's version. A file replaced by another client
@@ -116,7 +107,7 @@ impl BridgeFs {
                 self.blocks.read(&src, pattern, offset, size as u64).await
             }
         };
-        let (served, stale) = match self.state.lock().handles.get(&fh) {
+        let (served, stale) = match self.handles.lock().get(&fh) {
             Some(Handle::File(h)) => (h.served, h.stale),
             _ => (0, false),
         };
@@ -129,7 +120,7 @@ impl BridgeFs {
                 // The kernel reads up to the size it knows: another size
                 // would cut or pad the new bytes. The next open is right.
                 let same_size = now.size == p.size;
-                if let Some(Handle::File(h)) = self.state.lock().handles.get_mut(&fh) {
+                if let Some(Handle::File(h)) = self.handles.lock().get_mut(&fh) {
                     match same_size {
                         true => h.pinned = Some(now.clone()),
                         false => h.stale = true,
@@ -144,7 +135,7 @@ impl BridgeFs {
             }
             other => other?,
         };
-        if let Some(Handle::File(h)) = self.state.lock().handles.get_mut(&fh) {
+        if let Some(Handle::File(h)) = self.handles.lock().get_mut(&fh) {
             h.served += data.len() as u64;
         }
         Ok(data)
@@ -178,9 +169,9 @@ impl BridgeFs {
     pub async fn read(&self, ino: Ino, fh: u64, offset: u64, size: u32) -> FsResult<Bytes> {
         self.counters.reads.fetch_add(1, Ordering::Relaxed);
         let (local, pattern, pinned) = {
-            let mut st = self.state.lock();
+            let st = self.state.lock();
             let local = st.table.get(ino).ok_or(FsError::NotFound)?.local.clone();
-            let (pattern, pinned) = match st.handles.get_mut(&fh) {
+            let (pattern, pinned) = match self.handles.lock().get_mut(&fh) {
                 Some(Handle::File(h)) => (h.pattern.advance(offset, size as u64), h.pinned.clone()),
                 _ => (None, None),
             };

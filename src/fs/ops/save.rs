@@ -107,9 +107,8 @@ impl BridgeFs {
 
     /// True while a handle may still write to `ino`.
     fn has_writer(&self, ino: Ino) -> bool {
-        self.state
+        self.handles
             .lock()
-            .handles
             .values()
             .any(|h| matches!(h, crate::fs::core::Handle::File(f) if f.ino == ino && f.write))
     }
