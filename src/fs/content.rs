@@ -185,16 +185,7 @@ impl BlockCache {
         }
         let fetches: Vec<Fetch> = (first..=last).map(|i| self.block(src, i)).collect();
         let blocks = futures::future::try_join_all(fetches).await?;
-        let mut out = BytesMut::with_capacity((end - offset) as usize);
-        for (i, b) in blocks.iter().enumerate() {
-            let block_start = (first + i as u64) * BLOCK;
-            let from = offset.saturating_sub(block_start) as usize;
-            let to = ((end - block_start) as usize).min(b.len());
-            if from < to {
-                out.extend_from_slice(&b[from..to]);
-            }
-        }
-        Ok(out.freeze())
+        Ok(assemble(&blocks, first, offset, end))
     }
 
     /// The bytes of a read, if memory already holds them and every block of
@@ -223,25 +214,41 @@ impl BlockCache {
         {
             return None;
         }
-        let mut out = BytesMut::with_capacity((end - offset) as usize);
+        let mut blocks = Vec::with_capacity((last - first + 1) as usize);
         for idx in first..=last {
-            let block = inner.lru.get(&id(idx))?;
-            let block_start = idx * BLOCK;
-            let from = offset.saturating_sub(block_start) as usize;
-            let to = ((end - block_start) as usize).min(block.len());
-            if from < to {
-                out.extend_from_slice(&block[from..to]);
-            }
+            blocks.push(inner.lru.get(&id(idx))?.clone());
         }
         self.hits
             .fetch_add(last - first + 1, std::sync::atomic::Ordering::Relaxed);
-        Some(out.freeze())
+        Some(assemble(&blocks, first, offset, end))
     }
 
     /// Drops every block (SIGHUP).
     pub fn clear(&self) {
         self.inner.lock().lru.clear();
     }
+}
+
+/// The bytes `offset..end` out of consecutive blocks starting at block
+/// `first`. Within one block (the usual read: the kernel asks for at most
+/// 1 MiB, aligned) it is a slice of the block, no copy.
+fn assemble(blocks: &[Bytes], first: u64, offset: u64, end: u64) -> Bytes {
+    let range = |i: usize, b: &Bytes| {
+        let block_start = (first + i as u64) * BLOCK;
+        let to = ((end - block_start) as usize).min(b.len());
+        // A block shorter than asked for (a remote that sent less) gives
+        // what it has, never a slice past its end.
+        let from = (offset.saturating_sub(block_start) as usize).min(to);
+        from..to
+    };
+    if let [only] = blocks {
+        return only.slice(range(0, only));
+    }
+    let mut out = BytesMut::with_capacity((end - offset) as usize);
+    for (i, b) in blocks.iter().enumerate() {
+        out.extend_from_slice(&b[range(i, b)]);
+    }
+    out.freeze()
 }
 
 #[cfg(test)]
