@@ -7,6 +7,7 @@ use crate::fs::core::{Attr, BridgeFs, FileHandle, Handle, State};
 use crate::fs::error::{FsError, FsResult};
 use crate::fs::namespace::inode::{Ino, LOCAL_KEY_PREFIX, ROOT};
 use crate::fs::namespace::names;
+use crate::fs::ops::save::Vacancy;
 use crate::fs::writeback::spool::LocalFile;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -81,6 +82,8 @@ impl BridgeFs {
         }
     }
 
+    /// create(2): an existing name is opened (EEXIST with O_EXCL); a new
+    /// file lives in the spool until its close uploads it.
     pub async fn create(
         &self,
         parent: Ino,
@@ -93,17 +96,8 @@ impl BridgeFs {
             return Err(FsError::NotPermitted);
         }
         match self.resolve(parent, name).await {
-            Ok(ino) => {
-                if flags & libc::O_EXCL != 0 {
-                    return Err(FsError::Exists);
-                }
-                let fh = self.open(ino, flags, pid).await?;
-                let mut st = self.state.lock();
-                if let Some(n) = st.table.get_mut(ino) {
-                    n.lookups += 1;
-                }
-                return Ok((Self::attr_locked(&st, ino)?, fh));
-            }
+            Ok(_) if flags & libc::O_EXCL != 0 => return Err(FsError::Exists),
+            Ok(ino) => return self.open_as_created(ino, flags, pid).await,
             Err(FsError::NotFound) => {}
             Err(e) => return Err(e),
         }
@@ -113,46 +107,12 @@ impl BridgeFs {
         }
         backend.check_create(&dir.key)?;
         let local = Arc::new(self.spool.create()?);
-        let now = SystemTime::now();
         // After an editor's backup rename, the new file is the next
         // version of the remote file that had this name.
         let vacancy = self.take_vacancy(parent, name);
         let created_here = vacancy.is_none();
-        let entry = match vacancy {
-            Some(v) => Entry {
-                mtime: Some(now),
-                ..v.entry
-            },
-            None => Entry {
-                key: format!("{LOCAL_KEY_PREFIX}{}", local.id),
-                name: name.to_string(),
-                kind: Kind::File,
-                id: String::new(),
-                size: Some(0),
-                mtime: Some(now),
-                ctime: Some(now),
-                writable: true,
-                version: None,
-            },
-        };
-        let ino = {
-            let mut st = self.state.lock();
-            let ino = st
-                .table
-                .insert_local(bidx, parent, name.to_string(), entry, local);
-            st.locals.insert(ino);
-            if let Some(n) = st.table.get_mut(ino) {
-                n.created_here = created_here;
-            }
-            if let Some(l) = st.cache.any(parent) {
-                l.insert(name.to_string(), ino);
-            }
-            st.cache.clear_negative(parent, name);
-            if let Some(n) = st.table.get_mut(ino) {
-                n.lookups += 1;
-            }
-            ino
-        };
+        let entry = new_entry(vacancy, &local, name);
+        let ino = self.insert_created(bidx, (parent, name), entry, local, created_here);
         // A new file is uploaded on close even if nothing is written (so
         // `touch` creates it remotely); the next version of a vacated file
         // waits for its bytes, like an overwrite (see
@@ -164,6 +124,41 @@ impl BridgeFs {
         self.touch_dir(parent);
         let attr = Self::attr_locked(&self.state.lock(), ino)?;
         Ok((attr, fh))
+    }
+
+    /// create(2) of a name that exists: an open, and the kernel's lookup.
+    async fn open_as_created(&self, ino: Ino, flags: i32, pid: u32) -> FsResult<(Attr, u64)> {
+        let fh = self.open(ino, flags, pid).await?;
+        let mut st = self.state.lock();
+        if let Some(n) = st.table.get_mut(ino) {
+            n.lookups += 1;
+        }
+        Ok((Self::attr_locked(&st, ino)?, fh))
+    }
+
+    /// A new file's node, with its spool, in its directory's listing.
+    fn insert_created(
+        &self,
+        bidx: usize,
+        (parent, name): (Ino, &str),
+        entry: Entry,
+        local: Arc<LocalFile>,
+        created_here: bool,
+    ) -> Ino {
+        let mut st = self.state.lock();
+        let ino = st
+            .table
+            .insert_local(bidx, parent, name.to_string(), entry, local);
+        st.locals.insert(ino);
+        if let Some(n) = st.table.get_mut(ino) {
+            n.created_here = created_here;
+            n.lookups += 1;
+        }
+        if let Some(l) = st.cache.any(parent) {
+            l.insert(name.to_string(), ino);
+        }
+        st.cache.clear_negative(parent, name);
+        ino
     }
 
     /// The spool of a file, created (and filled from the remote unless the
@@ -387,6 +382,29 @@ impl BridgeFs {
             n.content_version = version;
         }
         Some((local, (parent, name)))
+    }
+}
+
+/// The entry of a new file: the vacated remote file's (its next version),
+/// or a local one until the first upload.
+fn new_entry(vacancy: Option<Vacancy>, local: &LocalFile, name: &str) -> Entry {
+    let now = SystemTime::now();
+    match vacancy {
+        Some(v) => Entry {
+            mtime: Some(now),
+            ..v.entry
+        },
+        None => Entry {
+            key: format!("{LOCAL_KEY_PREFIX}{}", local.id),
+            name: name.to_string(),
+            kind: Kind::File,
+            id: String::new(),
+            size: Some(0),
+            mtime: Some(now),
+            ctime: Some(now),
+            writable: true,
+            version: None,
+        },
     }
 }
 

@@ -96,6 +96,9 @@ impl BridgeFs {
         }
     }
 
+    /// rename(2): checked like a local disk's (EXDEV across backends,
+    /// ENOTDIR/EISDIR/ENOTEMPTY onto a target), then, for a file, an
+    /// editor's save (see `crate::fs::ops::save`), else an ordinary move.
     pub async fn rename(
         self: &Arc<Self>,
         parent: Ino,
@@ -104,6 +107,59 @@ impl BridgeFs {
         newname: &str,
         flags: u32,
     ) -> FsResult<()> {
+        let (from, to) = ((parent, name), (newparent, newname));
+        let Some(plan) = self.plan_rename(from, to, flags).await? else {
+            return Ok(()); // onto itself
+        };
+        let RenamePlan {
+            src,
+            entry,
+            target,
+            target_entry,
+        } = plan;
+        if self.is_plain_file(src) {
+            let src_remote = !entry.key.starts_with(LOCAL_KEY_PREFIX);
+            if src_remote && self.opts.local_only.matches(newname) {
+                return self.vacate(src, from, to, target).await;
+            }
+            let remote_target = target_entry
+                .as_ref()
+                .filter(|te| te.kind == Kind::File && !te.key.starts_with(LOCAL_KEY_PREFIX));
+            if let (Some(t), Some(te)) = (target, remote_target) {
+                return self.save_over(src, from, to, t, te.clone()).await;
+            }
+        }
+        let is_local = entry.key.starts_with(LOCAL_KEY_PREFIX);
+        let vacancy = match (target, is_local) {
+            (None, true) => self.take_vacancy(newparent, newname),
+            _ => None,
+        };
+        let leaves_local_only = is_local
+            && self.opts.local_only.matches(name)
+            && !self.opts.local_only.matches(newname);
+        self.move_or_rename(src, from, to, target, target_entry)
+            .await?;
+        if let Some(v) = vacancy {
+            // Onto a name an editor's backup rename vacated (`mv f f~`,
+            // then `mv f~ f`): the next version of that remote file.
+            self.state.lock().table.rebind(src, v.entry);
+            return self.upload_moved(src).await;
+        }
+        if leaves_local_only {
+            // A local-only file given an ordinary name is uploaded now.
+            return self.upload_moved(src).await;
+        }
+        Ok(())
+    }
+
+    /// What a rename moves and replaces, after the checks a local disk
+    /// makes; `None` for a rename onto itself (nothing to do).
+    async fn plan_rename(
+        &self,
+        (parent, name): (Ino, &str),
+        (newparent, newname): (Ino, &str),
+        flags: u32,
+    ) -> FsResult<Option<RenamePlan>> {
         names::check_local(newname)?;
         if parent == ROOT || newparent == ROOT {
             return Err(FsError::NotPermitted);
@@ -123,75 +179,48 @@ impl BridgeFs {
             Err(e) => return Err(e),
         };
         if target == Some(src) {
-            return Ok(());
+            return Ok(None);
         }
         if target.is_some() && flags & libc::RENAME_NOREPLACE != 0 {
             return Err(FsError::Exists);
         }
         let target_entry = match target {
-            Some(t) => {
-                let (_, _, te) = self.remote_of(t)?;
-                match (entry.kind, te.kind) {
-                    (Kind::Dir, Kind::File) => return Err(FsError::NotDir),
-                    (Kind::File, Kind::Dir) => return Err(FsError::IsDir),
-                    (Kind::Dir, Kind::Dir) => {
-                        self.ensure_listing(t).await?;
-                        if self
-                            .state
-                            .lock()
-                            .cache
-                            .any(t)
-                            .is_some_and(|l| !l.entries.is_empty())
-                        {
-                            return Err(FsError::NotEmpty);
-                        }
-                    }
-                    _ => {}
-                }
-                Some(te)
-            }
+            Some(t) => Some(self.replaceable(entry.kind, t).await?),
             None => None,
         };
-        let (from, to) = ((parent, name), (newparent, newname));
-        if self.is_plain_file(src) {
-            let src_remote = !entry.key.starts_with(LOCAL_KEY_PREFIX);
-            if src_remote && self.opts.local_only.matches(newname) {
-                return self.vacate(src, from, to, target).await;
+        Ok(Some(RenamePlan {
+            src,
+            entry,
+            target,
+            target_entry,
+        }))
+    }
+
+    /// The entry of a rename's target, if a source of `kind` may replace
+    /// it: a file a file, a directory an empty directory.
+    async fn replaceable(&self, kind: Kind, target: Ino) -> FsResult<crate::fs::backend::Entry> {
+        let (_, _, te) = self.remote_of(target)?;
+        match (kind, te.kind) {
+            (Kind::Dir, Kind::File) => Err(FsError::NotDir),
+            (Kind::File, Kind::Dir) => Err(FsError::IsDir),
+            (Kind::Dir, Kind::Dir) => {
+                self.ensure_listing(target).await?;
+                let mut st = self.state.lock();
+                match st.cache.any(target).is_some_and(|l| !l.entries.is_empty()) {
+                    true => Err(FsError::NotEmpty),
+                    false => Ok(te),
+                }
             }
-            let remote_target = target_entry
-                .as_ref()
-                .filter(|te| te.kind == Kind::File && !te.key.starts_with(LOCAL_KEY_PREFIX));
-            if let (Some(t), Some(te)) = (target, remote_target) {
-                return self.save_over(src, from, to, t, te.clone()).await;
-            }
+            (Kind::File, Kind::File) => Ok(te),
         }
-        let leaves_local_only = self.opts.local_only.matches(name)
-            && !self.opts.local_only.matches(newname)
-            && entry.key.starts_with(LOCAL_KEY_PREFIX);
-        let is_local = entry.key.starts_with(LOCAL_KEY_PREFIX);
-        let vacancy = match (target, is_local) {
-            (None, true) => self.take_vacancy(newparent, newname),
-            _ => None,
-        };
-        self.move_or_rename(src, from, to, target, target_entry)
-            .await?;
-        if let Some(v) = vacancy {
-            // Onto a name an editor's backup rename vacated (`mv f f~`,
-            // then `mv f~ f`): the next version of that remote file.
-            self.state.lock().table.rebind(src, v.entry);
-            if let Some(local) = self.local_of(src) {
-                local.mark_dirty();
-            }
-            return self.commit(src).await;
+    }
+
+    /// Uploads a file a rename gave an ordinary name or a remote identity.
+    async fn upload_moved(self: &Arc<Self>, ino: Ino) -> FsResult<()> {
+        if let Some(local) = self.local_of(ino) {
+            local.mark_dirty();
         }
-        if leaves_local_only {
-            // A local-only file given an ordinary name is uploaded now.
-            if let Some(local) = self.local_of(src) {
-                local.mark_dirty();
-            }
-            self.commit(src).await?;
-        }
-        Ok(())
+        self.commit(ino).await
     }
 
     /// An ordinary rename: on the remote if the file is there, else a local
@@ -274,6 +303,14 @@ impl BridgeFs {
         }
         Ok(())
     }
+}
+
+/// What a rename moves (`src`) and what it replaces (`target`).
+struct RenamePlan {
+    src: Ino,
+    entry: crate::fs::backend::Entry,
+    target: Option<Ino>,
+    target_entry: Option<crate::fs::backend::Entry>,
 }
 
 /// What [`BridgeFs::unlink_node`] did with the spool of the removed file.

@@ -130,20 +130,8 @@ impl BridgeFs {
             None => None,
         };
         match upload_informed(&backend, &record, existing.as_ref()).await {
-            Ok(mut entry) => {
-                local.mark_uploaded(generation);
-                if entry.size.is_none() {
-                    entry.size = Some(local.size());
-                }
-                let mut st = self.state.lock();
-                let old_key = st.table.get(ino).map(|n| n.entry.key.clone());
-                st.table.rebind(ino, entry);
-                if let Some(n) = st.table.get_mut(ino) {
-                    n.local = Some(local.clone());
-                }
-                Self::invalidate_views(&mut st, bidx);
-                drop(st);
-                self.restamp(ino, old_key.as_deref());
+            Ok(entry) => {
+                self.on_uploaded(ino, bidx, &local, generation, entry);
                 if !local.dirty() {
                     self.journal.remove(&record.id);
                     local.set_journaled(false);
@@ -151,21 +139,7 @@ impl BridgeFs {
                 tracing::debug!(path = ?record.display_path, "uploaded");
                 Ok(())
             }
-            Err(e) if e.is_permanent() => {
-                self.counters
-                    .upload_failures
-                    .fetch_add(1, Ordering::Relaxed);
-                local.set_refused(Some(e.clone()));
-                let record = PendingUpload {
-                    refused: Some(e.to_string()),
-                    ..record
-                };
-                if let Err(j) = self.journal.record(&record) {
-                    tracing::error!(path = ?record.display_path, error = %j, "cannot mark the journal record refused");
-                }
-                tracing::error!(path = ?record.display_path, error = %e, "upload refused by the server; kept spooled and journaled, not retried (SIGHUP or `bridgefs pending retry` tries again)");
-                Err(e)
-            }
+            Err(e) if e.is_permanent() => Err(self.on_refused(&local, record, e)),
             Err(e) => {
                 self.counters
                     .upload_failures
@@ -175,6 +149,49 @@ impl BridgeFs {
                 Err(e)
             }
         }
+    }
+
+    /// The remote took the bytes of `generation`: the node takes the
+    /// remote's entry (its times, mode and owner follow it).
+    fn on_uploaded(
+        &self,
+        ino: Ino,
+        bidx: usize,
+        local: &Arc<LocalFile>,
+        generation: u64,
+        mut entry: Entry,
+    ) {
+        local.mark_uploaded(generation);
+        if entry.size.is_none() {
+            entry.size = Some(local.size());
+        }
+        let mut st = self.state.lock();
+        let old_key = st.table.get(ino).map(|n| n.entry.key.clone());
+        st.table.rebind(ino, entry);
+        if let Some(n) = st.table.get_mut(ino) {
+            n.local = Some(local.clone());
+        }
+        Self::invalidate_views(&mut st, bidx);
+        drop(st);
+        self.restamp(ino, old_key.as_deref());
+    }
+
+    /// The server refused the bytes for good (a 4xx): they stay spooled and
+    /// journaled, marked refused, not retried until someone asks.
+    fn on_refused(&self, local: &LocalFile, record: PendingUpload, e: FsError) -> FsError {
+        self.counters
+            .upload_failures
+            .fetch_add(1, Ordering::Relaxed);
+        local.set_refused(Some(e.clone()));
+        let record = PendingUpload {
+            refused: Some(e.to_string()),
+            ..record
+        };
+        if let Err(j) = self.journal.record(&record) {
+            tracing::error!(path = ?record.display_path, error = %j, "cannot mark the journal record refused");
+        }
+        tracing::error!(path = ?record.display_path, error = %e, "upload refused by the server; kept spooled and journaled, not retried (SIGHUP or `bridgefs pending retry` tries again)");
+        e
     }
 
     /// Waits for an upload of `ino` under way and holds off the next one
