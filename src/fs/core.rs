@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 
-use crate::fs::backend::{fallback_time, Backend, Entry, Key, Kind};
+use crate::fs::backend::{fallback_time, Backend, Entry, Kind};
 use crate::fs::content::BlockCache;
 use crate::fs::error::{FsError, FsResult};
 use crate::fs::handles::Handles;
@@ -20,8 +20,8 @@ use crate::fs::namespace::inode::{Ino, InodeTable, Node, ROOT};
 use crate::fs::namespace::local_only::LocalOnly;
 use crate::fs::namespace::overlay::Overlay;
 use crate::fs::ops::save::Vacancy;
-use crate::fs::writeback::journal::{Journal, PendingUpload};
-use crate::fs::writeback::spool::{LocalFile, Spool};
+use crate::fs::writeback::spool::LocalFile;
+use crate::fs::writeback::WriteBack;
 
 /// Attributes as the kernel sees them (owner added by the adapter).
 #[derive(Debug, Clone, Copy)]
@@ -94,15 +94,10 @@ pub(in crate::fs) struct State {
     pub(in crate::fs) hidden: HashMap<(Ino, String), Ino>,
     /// Directories inside hidden views: re-listed after any change.
     pub(in crate::fs) view_dirs: HashSet<Ino>,
-    /// Files with a background upload retry running.
-    pub(in crate::fs) retrying: HashSet<Ino>,
     /// Names whose remote file was renamed to a local-only name (an
     /// editor's backup), waiting for the editor to write the new version:
     /// (directory, name) → the remote file.
     pub(in crate::fs) vacated: HashMap<(Ino, String), Vacancy>,
-    /// Local-only files of an earlier run, by (backend, directory key):
-    /// shown when their directory is first listed.
-    pub(in crate::fs) adopted: HashMap<(usize, Key), Vec<PendingUpload>>,
 }
 
 pub struct BridgeFs {
@@ -113,14 +108,11 @@ pub struct BridgeFs {
     pub(in crate::fs) handles: Mutex<Handles>,
     pub(in crate::fs) locks: Mutex<HashMap<Ino, Arc<tokio::sync::Mutex<()>>>>,
     pub(in crate::fs) blocks: Arc<BlockCache>,
-    /// Journal records of earlier runs that the server refused for good:
-    /// kept, shown by `status`, retried on SIGHUP.
-    pub(in crate::fs) refused_at_start: parking_lot::Mutex<Vec<PendingUpload>>,
     /// Set once mounted: how the core tells the kernel to drop what it
     /// cached.
     pub(in crate::fs) kernel: parking_lot::RwLock<Option<Arc<dyn super::kernel::KernelCache>>>,
-    pub(in crate::fs) spool: Spool,
-    pub(in crate::fs) journal: Journal,
+    /// The write-back component: spool, journal and their own state.
+    pub(in crate::fs) writeback: WriteBack,
     pub(in crate::fs) overlay: Overlay,
     pub(in crate::fs) opts: FsOptions,
     pub counters: Counters,
@@ -128,10 +120,7 @@ pub struct BridgeFs {
 
 impl BridgeFs {
     pub fn new(mounts: Vec<Mounted>, opts: FsOptions) -> FsResult<Arc<BridgeFs>> {
-        let spool = Spool::open(&opts.cache_dir)
-            .map_err(|e| FsError::Io(format!("cache dir {}: {e}", opts.cache_dir.display())))?;
-        let journal = Journal::open(&opts.state_dir)
-            .map_err(|e| FsError::Io(format!("state dir {}: {e}", opts.state_dir.display())))?;
+        let writeback = WriteBack::open(&opts.cache_dir, &opts.state_dir)?;
         let overlay = Overlay::open(&opts.state_dir)
             .map_err(|e| FsError::Io(format!("state dir {}: {e}", opts.state_dir.display())))?;
         let mut table = InodeTable::new();
@@ -148,18 +137,14 @@ impl BridgeFs {
                 locals: HashSet::new(),
                 hidden: HashMap::new(),
                 view_dirs: HashSet::new(),
-                retrying: HashSet::new(),
                 vacated: HashMap::new(),
-                adopted: HashMap::new(),
             }),
             handles: Mutex::new(Handles::default()),
             locks: Mutex::new(HashMap::new()),
             blocks: Arc::new(BlockCache::new(opts.read_cache_bytes)),
-            refused_at_start: Default::default(),
             kernel: Default::default(),
             mounts,
-            spool,
-            journal,
+            writeback,
             overlay,
             opts,
             counters: Counters::default(),

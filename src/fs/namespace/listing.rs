@@ -197,16 +197,24 @@ impl BridgeFs {
     /// Local-only files of an earlier run that live in `dir`, their spool
     /// files reopened (disk work: before the lock is taken).
     fn reopen_adopted(&self, dir: Ino, bidx: usize) -> Vec<(PendingUpload, Arc<LocalFile>)> {
-        let records = {
-            let mut st = self.state.lock();
-            let Some(key) = st.table.get(dir).map(|n| n.entry.key.clone()) else {
-                return Vec::new();
-            };
-            st.adopted.remove(&(bidx, key)).unwrap_or_default()
+        let Some(key) = self
+            .state
+            .lock()
+            .table
+            .get(dir)
+            .map(|n| n.entry.key.clone())
+        else {
+            return Vec::new();
         };
+        let records = self
+            .writeback
+            .adopted
+            .lock()
+            .remove(&(bidx, key))
+            .unwrap_or_default();
         records
             .into_iter()
-            .filter_map(|rec| match self.spool.reopen(&rec.id, &rec.spool) {
+            .filter_map(|rec| match self.writeback.spool.reopen(&rec.id, &rec.spool) {
                 Ok(l) => Some((rec, Arc::new(l))),
                 Err(e) => {
                     tracing::warn!(path = ?rec.display_path, error = %e, "a local-only file of an earlier run cannot be reopened");

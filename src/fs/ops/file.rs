@@ -106,7 +106,7 @@ impl BridgeFs {
             return Err(FsError::ReadOnly);
         }
         backend.check_create(&dir.key)?;
-        let local = Arc::new(self.spool.create()?);
+        let local = Arc::new(self.writeback.spool.create()?);
         // After an editor's backup rename, the new file is the next
         // version of the remote file that had this name.
         let vacancy = self.take_vacancy(parent, name);
@@ -176,7 +176,7 @@ impl BridgeFs {
         if let Some(l) = self.local_of(ino) {
             return Ok(l);
         }
-        let local = Arc::new(self.spool.create()?);
+        let local = Arc::new(self.writeback.spool.create()?);
         if !empty {
             let attr = self.fresh_attr(ino).await?;
             let (_, backend, entry) = self.remote_of(ino)?;
@@ -352,7 +352,7 @@ impl BridgeFs {
     /// Deletes a spool file and its journal record: disk work, so callers
     /// run it with no lock held (a slow disk must not stall other requests).
     pub(in crate::fs) fn forget_spool(&self, local: &LocalFile) {
-        self.journal.remove(&local.id);
+        self.writeback.journal.remove(&local.id);
         local.discard();
     }
 

@@ -297,7 +297,7 @@ impl BridgeFs {
         self.touch_dir(parent);
         self.touch_dir(newparent);
         if let Some(rec) = moved_record {
-            if let Err(e) = self.journal.record(&rec) {
+            if let Err(e) = self.writeback.journal.record(&rec) {
                 tracing::error!(path = ?rec.display_path, error = %e, "cannot update journal record");
             }
         }

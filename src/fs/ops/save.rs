@@ -135,12 +135,12 @@ impl BridgeFs {
         if b.src_remote {
             local.mark_clean();
             local.set_journaled(false);
-            self.journal.remove(&local.id);
+            self.writeback.journal.remove(&local.id);
             return;
         }
         let record = self.pending_record(&self.state.lock(), src);
         if let Some(rec) = record {
-            if let Err(e) = self.journal.record(&rec) {
+            if let Err(e) = self.writeback.journal.record(&rec) {
                 tracing::error!(path = ?rec.display_path, error = %e, "cannot restore the journal record of a refused save");
             }
         }
@@ -266,7 +266,7 @@ impl BridgeFs {
     pub(in crate::fs) fn forget_replaced(&self, replaced: Unlinked) {
         match replaced {
             Unlinked::Idle(local) => self.forget_spool(&local),
-            Unlinked::StillOpen(local) => self.journal.remove(&local.id),
+            Unlinked::StillOpen(local) => self.writeback.journal.remove(&local.id),
             Unlinked::NoSpool => {}
         }
     }

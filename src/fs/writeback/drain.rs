@@ -86,7 +86,7 @@ impl BridgeFs {
         };
         // Written (and fsynced) with no lock held.
         for rec in records {
-            if let Err(e) = self.journal.record(&rec) {
+            if let Err(e) = self.writeback.journal.record(&rec) {
                 tracing::error!(path = ?rec.display_path, error = %e, "cannot journal pending upload");
             }
         }

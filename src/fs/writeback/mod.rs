@@ -9,3 +9,48 @@ pub(in crate::fs) mod recover;
 pub(in crate::fs) mod retry;
 pub mod spool;
 pub(in crate::fs) mod upload;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use parking_lot::Mutex;
+
+use crate::fs::backend::Key;
+use crate::fs::error::{FsError, FsResult};
+use crate::fs::namespace::inode::Ino;
+use journal::{Journal, PendingUpload};
+use spool::Spool;
+
+/// The write-back component's own state, under its own locks: where
+/// written bytes wait (spool), what makes them survive a crash (journal),
+/// which files a background retry is uploading, and what an earlier run
+/// left (refused uploads, local-only files).
+pub struct WriteBack {
+    pub(in crate::fs) spool: Spool,
+    pub(in crate::fs) journal: Journal,
+    /// Files with a background upload retry running.
+    pub(in crate::fs) retrying: Mutex<HashSet<Ino>>,
+    /// Journal records of earlier runs that the server refused for good:
+    /// kept, shown by `status`, retried on SIGHUP.
+    pub(in crate::fs) refused_at_start: Mutex<Vec<PendingUpload>>,
+    /// Local-only files of an earlier run, by (backend, directory key):
+    /// shown when their directory is first listed.
+    pub(in crate::fs) adopted: Mutex<HashMap<(usize, Key), Vec<PendingUpload>>>,
+}
+
+impl WriteBack {
+    /// Opens the spool in `cache_dir` and the journal in `state_dir`.
+    pub fn open(cache_dir: &Path, state_dir: &Path) -> FsResult<WriteBack> {
+        let spool = Spool::open(cache_dir)
+            .map_err(|e| FsError::Io(format!("cache dir {}: {e}", cache_dir.display())))?;
+        let journal = Journal::open(state_dir)
+            .map_err(|e| FsError::Io(format!("state dir {}: {e}", state_dir.display())))?;
+        Ok(WriteBack {
+            spool,
+            journal,
+            retrying: Mutex::default(),
+            refused_at_start: Mutex::default(),
+            adopted: Mutex::default(),
+        })
+    }
+}

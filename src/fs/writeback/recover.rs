@@ -12,10 +12,10 @@ impl BridgeFs {
     /// Uploads every closed-but-not-uploaded file of an earlier run, before
     /// serving. Returns (uploaded, still pending).
     pub async fn recover(&self) -> (usize, usize) {
-        let pending = self.journal.pending();
+        let pending = self.writeback.journal.pending();
         // Spool files no record names are leftovers of files in sync.
         let kept: HashSet<PathBuf> = pending.iter().map(|r| r.spool.clone()).collect();
-        let removed = self.spool.remove_unlisted(&kept);
+        let removed = self.writeback.spool.remove_unlisted(&kept);
         if removed > 0 {
             tracing::info!(files = removed, "removed leftover spool files");
         }
@@ -31,7 +31,7 @@ impl BridgeFs {
             }
             if rec.refused.is_some() {
                 tracing::info!(path = ?rec.display_path, reason = ?rec.refused, "kept an upload the server refused; not retried (SIGHUP or `bridgefs pending retry` tries again)");
-                self.refused_at_start.lock().push(rec);
+                self.writeback.refused_at_start.lock().push(rec);
                 left += 1;
                 continue;
             }
@@ -50,7 +50,7 @@ impl BridgeFs {
         match self.recover_one(&rec).await {
             Ok(()) => {
                 tracing::info!(path = ?rec.display_path, "recovered pending upload from the journal");
-                self.journal.remove(&rec.id);
+                self.writeback.journal.remove(&rec.id);
                 let _ = std::fs::remove_file(&rec.spool);
                 true
             }
@@ -61,8 +61,8 @@ impl BridgeFs {
                         refused: Some(e.to_string()),
                         ..rec
                     };
-                    let _ = self.journal.record(&rec);
-                    self.refused_at_start.lock().push(rec);
+                    let _ = self.writeback.journal.record(&rec);
+                    self.writeback.refused_at_start.lock().push(rec);
                 }
                 false
             }
@@ -76,8 +76,9 @@ impl BridgeFs {
             tracing::warn!(path = ?rec.display_path, "a local-only file of a backend no longer configured is kept aside");
             return;
         };
-        let mut st = self.state.lock();
-        st.adopted
+        self.writeback
+            .adopted
+            .lock()
             .entry((bidx, rec.dir_key.clone()))
             .or_default()
             .push(rec);
@@ -91,7 +92,7 @@ impl BridgeFs {
             id = %rec.id,
             "pending upload lost its spool file; set aside (see `bridgefs pending list`)"
         );
-        if let Err(e) = self.journal.mark_orphaned(&rec.id) {
+        if let Err(e) = self.writeback.journal.mark_orphaned(&rec.id) {
             tracing::error!(id = %rec.id, error = %e, "cannot set the journal record aside");
         }
     }

@@ -36,7 +36,7 @@ impl BridgeFs {
             }
             self.spawn_retry(ino);
         }
-        let kept = std::mem::take(&mut *self.refused_at_start.lock());
+        let kept = std::mem::take(&mut *self.writeback.refused_at_start.lock());
         if kept.is_empty() {
             return;
         }
@@ -60,7 +60,7 @@ impl BridgeFs {
             let why = st.table.get(*i)?.local.as_ref()?.refused()?;
             Some(format!("{}: {why}", Self::display_path(&st, *i)))
         });
-        let kept = self.refused_at_start.lock();
+        let kept = self.writeback.refused_at_start.lock();
         let earlier = kept
             .iter()
             .map(|r| format!("{}: {}", r.display_path, r.refused.as_deref().unwrap_or("")));
@@ -68,7 +68,7 @@ impl BridgeFs {
     }
 
     pub(in crate::fs) fn spawn_retry(self: &Arc<Self>, ino: Ino) {
-        if !self.state.lock().retrying.insert(ino) {
+        if !self.writeback.retrying.lock().insert(ino) {
             return;
         }
         let fs = self.clone();
@@ -96,7 +96,7 @@ impl BridgeFs {
                 }
                 delay = (delay * 2).min(Duration::from_secs(60));
             }
-            fs.state.lock().retrying.remove(&ino);
+            fs.writeback.retrying.lock().remove(&ino);
         });
     }
 }

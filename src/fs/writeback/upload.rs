@@ -25,7 +25,8 @@ impl BridgeFs {
         let (me, local, record) = (self.clone(), local.clone(), record.clone());
         let written = tokio::task::spawn_blocking(move || {
             local.sync()?;
-            me.journal
+            me.writeback
+                .journal
                 .record(&record)
                 .map_err(|e| FsError::Io(format!("journal: {e}")))
         });
@@ -72,7 +73,7 @@ impl BridgeFs {
             (parent, old_name, new_name)
         };
         if !local.dirty() {
-            self.journal.remove(&record.id);
+            self.writeback.journal.remove(&record.id);
             local.set_journaled(false);
         }
         self.forget_names_now(vec![(parent, old_name), (parent, new_name)])
@@ -133,7 +134,7 @@ impl BridgeFs {
             Ok(entry) => {
                 self.on_uploaded(ino, bidx, &local, generation, entry);
                 if !local.dirty() {
-                    self.journal.remove(&record.id);
+                    self.writeback.journal.remove(&record.id);
                     local.set_journaled(false);
                 }
                 tracing::debug!(path = ?record.display_path, "uploaded");
@@ -187,7 +188,7 @@ impl BridgeFs {
             refused: Some(e.to_string()),
             ..record
         };
-        if let Err(j) = self.journal.record(&record) {
+        if let Err(j) = self.writeback.journal.record(&record) {
             tracing::error!(path = ?record.display_path, error = %j, "cannot mark the journal record refused");
         }
         tracing::error!(path = ?record.display_path, error = %e, "upload refused by the server; kept spooled and journaled, not retried (SIGHUP or `bridgefs pending retry` tries again)");
