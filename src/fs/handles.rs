@@ -1,7 +1,7 @@
 //! Open handles: what each open file or directory descriptor holds (its
 //! read pattern, the version it pinned, whether it wrote), behind a lock of
-//! their own so that reads and writes of one file do not queue behind
-//! namespace work on others.
+//! their own, taken after the namespace's when an operation needs both
+//! (never the other way round).
 
 use std::collections::HashMap;
 use std::sync::Arc;

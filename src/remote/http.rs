@@ -81,7 +81,8 @@ pub struct Call {
     pub retry: Retry,
     /// An upload's byte counter: its attempts time out only when no byte
     /// moves for `attempt_timeout` (a large file takes as long as it takes),
-    /// and the time spent sending does not count against `call_deadline`.
+    /// and the time an attempt runs past that limit while bytes still move
+    /// is not held against `call_deadline`.
     pub progress: Option<Arc<Tracker>>,
 }
 
@@ -326,7 +327,8 @@ impl HttpClient {
         self.count(call.endpoint, |s| s.calls += 1);
         let mut refreshed = false;
         let mut attempt: u32 = 0;
-        // Time spent sending an upload's bytes: not held against the deadline.
+        // Time uploads ran past their attempt limit while sending: not held
+        // against the deadline.
         let mut sending = Duration::ZERO;
         loop {
             attempt += 1;

@@ -6,8 +6,10 @@ use crate::fs::backend::{Backend, Entry, Kind};
 use crate::fs::core::{BridgeFs, State};
 use crate::fs::error::{FsError, FsResult};
 use crate::fs::namespace::cache::Listing;
-use crate::fs::namespace::inode::{Ino, LOCAL_KEY_PREFIX, ROOT};
+use crate::fs::namespace::inode::{Ino, ROOT};
 use crate::fs::namespace::names;
+use crate::fs::namespace::overlay::Kept;
+use crate::fs::ops::file::local_entry;
 use crate::fs::writeback::journal::PendingUpload;
 use crate::fs::writeback::spool::LocalFile;
 use futures::StreamExt;
@@ -168,11 +170,11 @@ impl BridgeFs {
                 continue; // being written: the node's own attributes rule
             }
             match self.overlay.get(backend, &node.entry) {
-                Some(a) if a.is_empty() => {
+                Some(Kept::Stale) => {
                     node.set_attrs(Default::default());
                     stale.push(node.entry.key.clone());
                 }
-                Some(a) => node.set_attrs(a),
+                Some(Kept::Current(a)) => node.set_attrs(a),
                 None => {}
             }
         }
@@ -233,17 +235,7 @@ impl BridgeFs {
         adopted: Vec<(PendingUpload, Arc<LocalFile>)>,
     ) {
         for (rec, local) in adopted {
-            let entry = Entry {
-                key: format!("{LOCAL_KEY_PREFIX}{}", local.id),
-                name: rec.name.clone(),
-                kind: Kind::File,
-                id: String::new(),
-                size: Some(local.size()),
-                mtime: local.modified(),
-                ctime: local.modified(),
-                writable: true,
-                version: None,
-            };
+            let entry = local_entry(&local, &rec.name, local.modified());
             let ino = st.table.insert_local(bidx, dir, rec.name, entry, local);
             st.locals.insert(ino);
         }

@@ -69,12 +69,23 @@ struct Stored {
     attrs: Attrs,
 }
 
-/// The persistent overlay. Lookups are in memory; writes go to disk with
-/// no lock of the filesystem held (callers run them after dropping it).
+/// What the overlay keeps for one remote item.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Kept {
+    /// Set for this version of the item.
+    Current(Attrs),
+    /// Set for another version: the remote item changed; drop the entry.
+    Stale,
+}
+
+/// The persistent overlay. Lookups are in memory and allocate nothing (a
+/// listing asks for each of its entries); writes go to disk with no lock of
+/// the filesystem held (callers run them after dropping it).
 #[derive(Debug)]
 pub struct Overlay {
     dir: PathBuf,
-    entries: Mutex<HashMap<(String, Key), Stored>>,
+    /// backend name → remote key → entry.
+    entries: Mutex<HashMap<String, HashMap<Key, Stored>>>,
 }
 
 impl Overlay {
@@ -82,14 +93,15 @@ impl Overlay {
     pub fn open(state_dir: &Path) -> std::io::Result<Overlay> {
         let dir = state_dir.join("attrs");
         std::fs::create_dir_all(&dir)?;
-        let mut entries = HashMap::new();
+        let mut entries: HashMap<String, HashMap<Key, Stored>> = HashMap::new();
         for e in std::fs::read_dir(&dir)?.flatten() {
             let Ok(text) = std::fs::read(e.path()) else {
                 continue;
             };
             match serde_json::from_slice::<Stored>(&text) {
                 Ok(s) => {
-                    entries.insert((s.backend.clone(), s.key.clone()), s);
+                    let backend = entries.entry(s.backend.clone()).or_default();
+                    backend.insert(s.key.clone(), s);
                 }
                 Err(_) => {
                     let _ = std::fs::remove_file(e.path());
@@ -102,20 +114,18 @@ impl Overlay {
         })
     }
 
-    /// The attributes kept for this version of an item: `Some(empty)` when
-    /// an entry exists for another version (the caller then drops it).
-    pub fn get(&self, backend: &str, entry: &Entry) -> Option<Attrs> {
+    /// What is kept for an item, if anything.
+    pub fn get(&self, backend: &str, entry: &Entry) -> Option<Kept> {
         let entries = self.entries.lock();
-        let s = entries.get(&(backend.to_string(), entry.key.clone()))?;
+        let s = entries.get(backend)?.get(&entry.key)?;
         Some(match s.stamp == stamp(entry) {
-            true => s.attrs,
-            false => Attrs::default(),
+            true => Kept::Current(s.attrs),
+            false => Kept::Stale,
         })
     }
 
     /// Keeps `attrs` for this version of an item (an empty set removes it).
     pub fn put(&self, backend: &str, entry: &Entry, attrs: Attrs) {
-        let id = (backend.to_string(), entry.key.clone());
         if attrs.is_empty() {
             return self.remove(backend, &entry.key);
         }
@@ -125,8 +135,11 @@ impl Overlay {
             stamp: stamp(entry),
             attrs,
         };
-        let path = self.path(&id);
-        self.entries.lock().insert(id, stored.clone());
+        let path = self.path(backend, &entry.key);
+        let mut entries = self.entries.lock();
+        let kept = entries.entry(backend.to_string()).or_default();
+        kept.insert(entry.key.clone(), stored.clone());
+        drop(entries);
         if let Err(e) = write_atomically(&path, &stored) {
             tracing::warn!(error = %e, "cannot keep times and modes in the state dir");
         }
@@ -134,21 +147,25 @@ impl Overlay {
 
     /// Forgets an item's attributes (it changed remotely or went).
     pub fn remove(&self, backend: &str, key: &Key) {
-        let id = (backend.to_string(), key.clone());
-        if self.entries.lock().remove(&id).is_some() {
-            let _ = std::fs::remove_file(self.path(&id));
+        let removed = self
+            .entries
+            .lock()
+            .get_mut(backend)
+            .and_then(|kept| kept.remove(key));
+        if removed.is_some() {
+            let _ = std::fs::remove_file(self.path(backend, key));
         }
     }
 
     pub fn len(&self) -> usize {
-        self.entries.lock().len()
+        self.entries.lock().values().map(HashMap::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    fn path(&self, (backend, key): &(String, Key)) -> PathBuf {
+    fn path(&self, backend: &str, key: &str) -> PathBuf {
         let mut h = Md5::new();
         h.update(backend.as_bytes());
         h.update([0]);
@@ -199,8 +216,11 @@ mod tests {
             .unwrap()
             .put("apps", &file(Some("3"), 5), attrs);
         let o = Overlay::open(dir.path()).unwrap();
-        assert_eq!(o.get("apps", &file(Some("3"), 5)), Some(attrs));
-        assert_eq!(o.get("apps", &file(Some("4"), 5)), Some(Attrs::default()));
+        assert_eq!(
+            o.get("apps", &file(Some("3"), 5)),
+            Some(Kept::Current(attrs))
+        );
+        assert_eq!(o.get("apps", &file(Some("4"), 5)), Some(Kept::Stale));
         assert_eq!(o.get("library", &file(Some("3"), 5)), None);
         o.remove("apps", &"f:1".to_string());
         assert!(Overlay::open(dir.path()).unwrap().is_empty());

@@ -161,9 +161,7 @@ impl BridgeFs {
         let (_, _, dir) = self.remote_of(parent)?;
         backend.remove(&dir.key, &entry).await?;
         let mut st = self.state.lock();
-        if let Some(l) = st.cache.any(parent) {
-            l.remove(name);
-        }
+        Self::drop_name(&mut st, parent, name);
         st.cache.invalidate(ino);
         st.table.mark_gone(ino);
         Self::invalidate_views(&mut st, bidx);

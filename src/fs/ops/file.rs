@@ -394,17 +394,27 @@ fn new_entry(vacancy: Option<Vacancy>, local: &LocalFile, name: &str) -> Entry {
             mtime: Some(now),
             ..v.entry
         },
-        None => Entry {
-            key: format!("{LOCAL_KEY_PREFIX}{}", local.id),
-            name: name.to_string(),
-            kind: Kind::File,
-            id: String::new(),
-            size: Some(0),
-            mtime: Some(now),
-            ctime: Some(now),
-            writable: true,
-            version: None,
-        },
+        None => local_entry(local, name, Some(now)),
+    }
+}
+
+/// The entry of a file that lives only in its spool (not uploaded yet, or
+/// local-only): keyed by the spool's id.
+pub(in crate::fs) fn local_entry(
+    local: &LocalFile,
+    name: &str,
+    mtime: Option<SystemTime>,
+) -> Entry {
+    Entry {
+        key: format!("{LOCAL_KEY_PREFIX}{}", local.id),
+        name: name.to_string(),
+        kind: Kind::File,
+        id: String::new(),
+        size: Some(local.size()),
+        mtime,
+        ctime: mtime,
+        writable: true,
+        version: None,
     }
 }
 

@@ -8,7 +8,7 @@ mod attr;
 pub use attr::SetAttr;
 mod cached;
 mod dir;
-mod file;
+pub(in crate::fs) mod file;
 mod read;
 mod rename;
 pub(in crate::fs) mod save;

@@ -45,10 +45,7 @@ impl BridgeFs {
             backend.remove(&dir.key, &entry).await?;
         }
         let mut st = self.state.lock();
-        if let Some(l) = st.cache.any(parent) {
-            l.remove(name);
-        }
-        st.hidden.remove(&(parent, name.to_string()));
+        Self::drop_name(&mut st, parent, name);
         let spool = Self::unlink_node(&mut st, ino);
         Self::invalidate_views(&mut st, bidx);
         drop(st);
@@ -233,7 +230,7 @@ impl BridgeFs {
         target: Option<Ino>,
         target_entry: Option<crate::fs::backend::Entry>,
     ) -> FsResult<()> {
-        let (bidx, backend, _) = self.remote_of(src)?;
+        let (_, backend, _) = self.remote_of(src)?;
         let (_, _, to_dir) = self.remote_of(newparent)?;
         let (_, _, from_dir) = self.remote_of(parent)?;
         // Hold the file's upload so it cannot go out under the old name.
@@ -260,42 +257,29 @@ impl BridgeFs {
                 .filter(|te| !te.key.starts_with(LOCAL_KEY_PREFIX))
                 .cloned()
         };
-        let mut st = self.state.lock();
-        if let Some(l) = st.cache.any(parent) {
-            l.remove(name);
-        }
-        st.hidden.remove(&(parent, name.to_string()));
-        let replaced = match target {
-            Some(t) => Self::unlink_node(&mut st, t),
-            None => Unlinked::NoSpool,
+        let (replaced, old_key) = {
+            let mut st = self.state.lock();
+            let replaced = match target {
+                Some(t) => Self::unlink_node(&mut st, t),
+                None => Unlinked::NoSpool,
+            };
+            let old_key = st.table.get(src).map(|n| n.entry.key.clone());
+            let rebound = new_entry.is_some();
+            if let Some(e) = new_entry {
+                st.table.rebind(src, e);
+            }
+            (replaced, old_key.filter(|_| rebound))
         };
-        let old_key = st.table.get(src).map(|n| n.entry.key.clone());
-        let rebound = new_entry.is_some();
-        if let Some(e) = new_entry {
-            st.table.rebind(src, e);
+        self.move_node(src, (parent, name), (newparent, newname));
+        self.forget_replaced(replaced);
+        if let Some(old) = old_key {
+            self.restamp(src, Some(&old));
         }
-        if let Some(n) = st.table.get_mut(src) {
-            n.parent = newparent;
-            n.name = newname.to_string();
-            n.hidden = false;
-        }
-        if let Some(l) = st.cache.any(newparent) {
-            l.insert(newname.to_string(), src);
-        }
-        st.cache.clear_negative(newparent, newname);
-        Self::invalidate_views(&mut st, bidx);
         // Keep a pending record pointing where the file now is.
         let moved_record = src_local
             .as_ref()
             .filter(|l| l.journaled())
-            .and_then(|_| self.pending_record(&st, src));
-        drop(st);
-        self.forget_replaced(replaced);
-        if rebound {
-            self.restamp(src, old_key.as_deref());
-        }
-        self.touch_dir(parent);
-        self.touch_dir(newparent);
+            .and_then(|_| self.pending_record(&self.state.lock(), src));
         if let Some(rec) = moved_record {
             if let Err(e) = self.writeback.journal.record(&rec) {
                 tracing::error!(path = ?rec.display_path, error = %e, "cannot update journal record");

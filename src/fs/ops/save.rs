@@ -20,8 +20,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::fs::backend::{Entry, Kind};
-use crate::fs::core::BridgeFs;
+use crate::fs::backend::Entry;
+use crate::fs::core::{BridgeFs, State};
 use crate::fs::error::FsResult;
 use crate::fs::namespace::inode::{Ino, LOCAL_KEY_PREFIX};
 use crate::fs::ops::rename::Unlinked;
@@ -68,14 +68,16 @@ impl BridgeFs {
         let (upload, src_remote, src_entry) = self.settle(src).await?;
         let (bidx, replaced, created_here) = {
             let mut st = self.state.lock();
-            let bidx = st.table.get(src).and_then(|n| n.backend);
-            let created_here = st.table.get(src).is_some_and(|n| n.created_here);
+            let node = st.table.get(src);
+            let (bidx, created_here) = (
+                node.and_then(|n| n.backend),
+                node.is_some_and(|n| n.created_here),
+            );
             let replaced = Self::unlink_node(&mut st, target);
             st.table.rebind(src, target_entry.clone());
-            drop(st);
-            self.move_node(src, from, to);
             (bidx, replaced, created_here)
         };
+        self.move_node(src, from, to);
         self.forget_replaced(replaced);
         local.mark_dirty();
         drop(upload);
@@ -236,18 +238,14 @@ impl BridgeFs {
     /// name was vacated by an editor's backup rename).
     pub(in crate::fs) fn take_vacancy(&self, dir: Ino, name: &str) -> Option<Vacancy> {
         let mut st = self.state.lock();
-        let v = st.vacated.remove(&(dir, name.to_string()))?;
-        (v.entry.kind == Kind::File).then_some(v)
+        st.vacated.remove(&(dir, name.to_string()))
     }
 
     /// Moves a node to its new place in the namespace (the kernel already
-    /// did so in its own caches).
+    /// did so in its own caches); both directories' times move.
     pub(in crate::fs) fn move_node(&self, ino: Ino, from: Place<'_>, to: Place<'_>) {
         let mut st = self.state.lock();
-        if let Some(l) = st.cache.any(from.0) {
-            l.remove(from.1);
-        }
-        st.hidden.remove(&(from.0, from.1.to_string()));
+        Self::drop_name(&mut st, from.0, from.1);
         if let Some(n) = st.table.get_mut(ino) {
             n.parent = to.0;
             n.name = to.1.to_string();
@@ -260,6 +258,17 @@ impl BridgeFs {
         if let Some(b) = st.table.get(ino).and_then(|n| n.backend) {
             Self::invalidate_views(&mut st, b);
         }
+        drop(st);
+        self.touch_dir(from.0);
+        self.touch_dir(to.0);
+    }
+
+    /// A name leaves its directory's listing (and the hidden names).
+    pub(in crate::fs) fn drop_name(st: &mut State, dir: Ino, name: &str) {
+        if let Some(l) = st.cache.any(dir) {
+            l.remove(name);
+        }
+        st.hidden.remove(&(dir, name.to_string()));
     }
 
     /// Disk work for a file replaced by a rename, with no lock held.
