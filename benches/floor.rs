@@ -7,7 +7,8 @@
 //!
 //! `cargo bench --bench floor`; `BRIDGEFS_BENCH_BIG=1` adds item 8 (a
 //! 100,000-file listing and a 5 GiB upload, with the daemon's peak RSS);
-//! `BRIDGEFS_BENCH_PAIRS=N` runs more than 5 pairs.
+//! `BRIDGEFS_BENCH_PAIRS=N` runs more than 5 pairs; `BRIDGEFS_BENCH_ONLY=4,5`
+//! runs only the items listed.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -44,13 +45,25 @@ fn default_items() -> Vec<Row> {
         ("5. cp -r", items::copy_in),
         ("6. rm -r", items::remove),
     ];
-    for (what, item) in items {
+    for (what, item) in items.into_iter().filter(|(what, _)| selected(what)) {
         println!("{what}");
         rows.push(item(&b));
     }
-    println!("7. per-op latency");
-    rows.extend(latency::latency(&b));
+    if selected("7.") {
+        println!("7. per-op latency");
+        rows.extend(latency::latency(&b));
+    }
     rows
+}
+
+/// Whether an item runs: all do, unless `BRIDGEFS_BENCH_ONLY` lists item
+/// numbers (`BRIDGEFS_BENCH_ONLY=5,6`), to measure one change quickly.
+fn selected(heading: &str) -> bool {
+    let Ok(only) = std::env::var("BRIDGEFS_BENCH_ONLY") else {
+        return true;
+    };
+    let number = heading.split('.').next().unwrap_or_default();
+    only.split(',').any(|n| n.trim() == number)
 }
 
 fn main() {

@@ -84,8 +84,9 @@ pub(in crate::fs) struct FileHandle {
     /// Bytes returned so far: a handle that has returned nothing may move
     /// to a replacement of its file (see `BridgeFs::read`).
     pub(in crate::fs) served: u64,
-    /// Counted in its node's `readers` (until its first flush: `close()`
-    /// sends that at once, the release comes later).
+    /// Counted in its node's `readers` until its release (a read-only open
+    /// asks the kernel for no FLUSH) or the first flush of another handle
+    /// kind: a newer remote version waits for the last reader.
     pub(in crate::fs) reading: bool,
     /// Its file was replaced by one of another size: every read fails with
     /// ESTALE (the kernel would cut or pad the new bytes to the old size).

@@ -115,8 +115,9 @@ pub struct Mount {
     log: PathBuf,
 }
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_bridgefs")
+fn bin() -> String {
+    // A bench may compare two builds of the daemon (`BRIDGEFS_BENCH_DAEMON`).
+    std::env::var("BRIDGEFS_BENCH_DAEMON").unwrap_or_else(|_| env!("CARGO_BIN_EXE_bridgefs").into())
 }
 
 pub fn is_mounted(path: &Path) -> bool {
@@ -208,6 +209,13 @@ impl Mount {
 
     pub fn state_dir(&self) -> PathBuf {
         self.files.path("state")
+    }
+
+    /// Pending-upload records in the journal (record files and inline
+    /// slots alike), as the daemon's recovery would read them.
+    pub fn journal_records(&self) -> usize {
+        bridgefs::fs::writeback::journal::Journal::open(&self.state_dir())
+            .map_or(0, |j| j.pending().len())
     }
 
     /// `kill -9` of the daemon (the mount is left dead, then cleaned up).
