@@ -515,9 +515,7 @@ fn a_control_character_name_is_refused_at_create_and_nothing_is_left_to_retry() 
         assert_eq!(errno(&e), libc::EINVAL, "{dir}");
     }
     assert_eq!(emu.count(&["POST"]), 0, "nothing sent");
-    let pending = std::fs::read_dir(m.state_dir().join("pending"))
-        .unwrap()
-        .count();
+    let pending = m.journal_records();
     assert_eq!(pending, 0, "nothing journaled to retry");
 }
 

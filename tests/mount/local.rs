@@ -271,9 +271,7 @@ fn local_only_files_stay_on_this_machine_and_survive_a_restart() {
     assert!(remote.app_file("handbook", "draft.txt~").is_none());
     assert!(remote.library_item("draft.txt~").is_none());
     assert!(remote.client_file_named(1, "draft.txt~").is_none());
-    let records = std::fs::read_dir(m.state_dir().join("pending"))
-        .unwrap()
-        .count();
+    let records = m.journal_records();
     assert_eq!(
         records, 3,
         "one record per backup file left, the swap files' went"

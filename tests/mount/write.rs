@@ -433,9 +433,7 @@ fn a_failed_upload_is_retried_and_arrives_once() {
         pattern(7000, 9),
         "readable from the spool"
     );
-    let pending = std::fs::read_dir(m.state_dir().join("pending"))
-        .unwrap()
-        .count();
+    let pending = m.journal_records();
     assert!(pending >= 1, "journaled");
     assert!(remote.library_item("refused.bin").is_none());
     emu.set_faults(Faults::default());
@@ -455,10 +453,7 @@ fn a_failed_upload_is_retried_and_arrives_once() {
         1
     );
     eventually("the journal to empty", Duration::from_secs(10), || {
-        std::fs::read_dir(m.state_dir().join("pending"))
-            .unwrap()
-            .count()
-            == 0
+        m.journal_records() == 0
     });
 }
 
@@ -481,9 +476,7 @@ fn kill_9_before_the_upload_lands_then_restart_uploads_once() {
         std::thread::spawn(move || std::fs::write(p, data))
     };
     eventually("the journal record", Duration::from_secs(10), || {
-        std::fs::read_dir(m.state_dir().join("pending"))
-            .map(|d| d.count() > 0)
-            .unwrap_or(false)
+        m.journal_records() > 0
     });
     m.kill9();
     let _ = writer.join();
@@ -512,12 +505,7 @@ fn kill_9_before_the_upload_lands_then_restart_uploads_once() {
         "{}",
         m.log_text()
     );
-    assert_eq!(
-        std::fs::read_dir(m.state_dir().join("pending"))
-            .unwrap()
-            .count(),
-        0
-    );
+    assert_eq!(m.journal_records(), 0);
 }
 
 #[test]

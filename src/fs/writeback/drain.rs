@@ -5,6 +5,7 @@ use crate::fs::core::{BridgeFs, State};
 use crate::fs::namespace::inode::Ino;
 use crate::fs::namespace::names;
 use crate::fs::writeback::journal::PendingUpload;
+use crate::fs::writeback::spool::LocalFile;
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,27 +67,27 @@ impl BridgeFs {
             spool: local.path.clone(),
             display_path: Self::display_path(st, ino),
             refused: local.refused().map(|e| e.to_string()),
+            seq: 0,
         })
     }
 
     /// Records every dirty file in the journal (SIGTERM: nothing written is
     /// lost even if its upload is still under way at exit).
     pub fn journal_dirty(&self) {
-        let records: Vec<PendingUpload> = {
+        let records: Vec<(Arc<LocalFile>, PendingUpload)> = {
             let st = self.state.lock();
+            let dirty = |ino: &Ino| {
+                let node = st.table.get(*ino).filter(|n| !n.gone)?;
+                node.local.clone().filter(|l| l.dirty())
+            };
             st.locals
                 .iter()
-                .filter(|ino| {
-                    st.table
-                        .get(**ino)
-                        .is_some_and(|n| !n.gone && n.local.as_ref().is_some_and(|l| l.dirty()))
-                })
-                .filter_map(|ino| self.pending_record(&st, *ino))
+                .filter_map(|ino| Some((dirty(ino)?, self.pending_record(&st, *ino)?)))
                 .collect()
         };
         // Written (and fsynced) with no lock held.
-        for rec in records {
-            if let Err(e) = self.writeback.journal.record(&rec) {
+        for (local, rec) in records {
+            if let Err(e) = self.writeback.durable(&local, &rec) {
                 tracing::error!(path = ?rec.display_path, error = %e, "cannot journal pending upload");
             }
         }

@@ -2,11 +2,18 @@
 //! bytes the remote does not hold yet, written (and fsynced) before the
 //! upload starts and removed when it succeeds. After a crash, the next start
 //! uploads every record before serving.
+//!
+//! A small file's record carries its bytes in a slot of one file (see
+//! [`super::slots`]): one fdatasync makes both durable. A larger file's
+//! record is a file of its own naming the (fsynced) spool file.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::slots::Slots;
 use crate::fs::backend::Key;
 
 /// One upload the remote has not confirmed.
@@ -34,14 +41,22 @@ pub struct PendingUpload {
     /// record keeps it across a restart. `name` is then the local name.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub local_only: bool,
+    /// Order of writing, set by the journal: of two records of one id (a
+    /// crash between writing the new one and removing the old), the
+    /// higher is the one that counts.
+    #[serde(default)]
+    pub seq: u64,
 }
 
 /// The file extension of an orphaned record.
 const ORPHANED: &str = "orphaned";
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Journal {
     dir: PathBuf,
+    slots: Arc<Slots>,
+    /// The last `seq` given.
+    seq: Arc<AtomicU64>,
 }
 
 impl Journal {
@@ -49,36 +64,98 @@ impl Journal {
         let dir = state_dir.join("pending");
         std::fs::create_dir_all(&dir)?;
         crate::fs::writeback::spool::private(&dir)?;
-        Ok(Journal { dir })
+        let slots = Arc::new(Slots::open(&dir)?);
+        Ok(Journal {
+            dir,
+            slots,
+            seq: Arc::default(),
+        })
+    }
+
+    /// A `seq` above every one given before, in this run or an earlier one
+    /// (nanoseconds of the clock, or one more than the last).
+    fn next_seq(&self) -> u64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let last = self.seq.fetch_max(now, Ordering::Relaxed).max(now);
+        let next = last + 1;
+        self.seq.fetch_max(next, Ordering::Relaxed);
+        next
+    }
+
+    fn sequenced(&self, p: &PendingUpload) -> PendingUpload {
+        PendingUpload {
+            seq: self.next_seq(),
+            ..p.clone()
+        }
+    }
+
+    /// Writes a record with the file's bytes inline, durably (one
+    /// fdatasync); `Ok(false)`: they do not fit a slot, or every slot is
+    /// taken; the caller then syncs the spool and calls
+    /// [`Journal::record_spooled`].
+    pub fn record_inline(&self, p: &PendingUpload, data: &[u8]) -> std::io::Result<bool> {
+        let p = self.sequenced(p);
+        let json = serde_json::to_vec(&p).map_err(std::io::Error::other)?;
+        if !Slots::fits(&json, data) || !self.slots.write(&p, data)? {
+            return Ok(false);
+        }
+        let _ = std::fs::remove_file(self.path(&p.id));
+        Ok(true)
+    }
+
+    /// Rewrites a record whose bytes are where its last version left them
+    /// (a rename, a refusal): inline bytes stay inline, else the spool
+    /// file is named.
+    pub fn record(&self, p: &PendingUpload) -> std::io::Result<()> {
+        if let Some(held) = self.slots.get(&p.id) {
+            if self.record_inline(p, &held.data)? {
+                return Ok(());
+            }
+        }
+        self.record_spooled(p)
+    }
+
+    /// Before serving, after a crash: each inline record's bytes are
+    /// written back to its spool file (fsynced), the last closed version,
+    /// which the rest of recovery then reads like any spool.
+    /// Returns how many were restored; one that cannot be is logged, and
+    /// recovery then sets its record aside as orphaned.
+    pub fn restore_inline(&self) -> usize {
+        let restore = |slot: &super::slots::SlotRecord| {
+            let done = write_private(&slot.record.spool, &slot.data);
+            if let Err(e) = &done {
+                tracing::error!(path = ?slot.record.display_path, error = %e, "cannot restore a file's bytes kept in the journal");
+            }
+            done.is_ok()
+        };
+        self.slots.all().iter().filter(|s| restore(s)).count()
     }
 
     fn path(&self, id: &str) -> PathBuf {
         self.dir.join(format!("{id}.json"))
     }
 
-    /// Writes a record durably (temp file, fdatasync, rename, fsync of the
-    /// dir). fdatasync suffices for a new file's bytes and length; the
-    /// directory's fsync makes the name durable.
-    pub fn record(&self, p: &PendingUpload) -> std::io::Result<()> {
-        use std::io::Write;
+    /// Writes a record naming the spool file durably (temp file,
+    /// fdatasync, rename, fsync of the dir), then drops an inline one of
+    /// the same id. fdatasync suffices for a new file's bytes and length;
+    /// the directory's fsync makes the name durable.
+    pub fn record_spooled(&self, p: &PendingUpload) -> std::io::Result<()> {
+        let p = self.sequenced(p);
         let tmp = self.dir.join(format!("{}.tmp", p.id));
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            // Records name users' files: private, like the spool.
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&serde_json::to_vec_pretty(p).map_err(std::io::Error::other)?)?;
-            f.sync_data()?;
-        }
+        write_private(
+            &tmp,
+            &serde_json::to_vec_pretty(&p).map_err(std::io::Error::other)?,
+        )?;
         std::fs::rename(&tmp, self.path(&p.id))?;
-        std::fs::File::open(&self.dir)?.sync_all()
+        std::fs::File::open(&self.dir)?.sync_all()?;
+        self.slots.remove(&p.id);
+        Ok(())
     }
 
     pub fn remove(&self, id: &str) {
+        self.slots.remove(id);
         let _ = std::fs::remove_file(self.path(id));
     }
 
@@ -89,6 +166,12 @@ impl Journal {
     /// Sets aside a record whose spool file is gone: it can never upload,
     /// so it is not retried; `bridgefs pending` lists and drops it.
     pub fn mark_orphaned(&self, id: &str) -> std::io::Result<()> {
+        if let Some(held) = self.slots.get(id) {
+            let json = serde_json::to_vec_pretty(&held.record).map_err(std::io::Error::other)?;
+            write_private(&self.orphan_path(id), &json)?;
+            self.slots.remove(id);
+            return Ok(());
+        }
         std::fs::rename(self.path(id), self.orphan_path(id))
     }
 
@@ -126,9 +209,20 @@ impl Journal {
         true
     }
 
-    /// Every record on disk (unreadable ones are logged and skipped).
+    /// Every record on disk (unreadable ones are logged and skipped); of
+    /// two of one id, the later.
     pub fn pending(&self) -> Vec<PendingUpload> {
-        self.read_all("json")
+        let mut latest: std::collections::HashMap<String, PendingUpload> = Default::default();
+        let inline = self.slots.all().into_iter().map(|s| s.record);
+        for rec in self.read_all("json").into_iter().chain(inline) {
+            match latest.get(&rec.id) {
+                Some(had) if had.seq >= rec.seq => {}
+                _ => drop(latest.insert(rec.id.clone(), rec)),
+            }
+        }
+        let mut out: Vec<PendingUpload> = latest.into_values().collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
     }
 
     fn read_all(&self, extension: &str) -> Vec<PendingUpload> {
@@ -156,25 +250,52 @@ impl Journal {
     }
 }
 
+/// Writes `bytes` to a new private (0600) file at `path`, fdatasynced.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Records and spool files hold users' files and names: private.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_data()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rec(dir: &Path, id: &str) -> PendingUpload {
+        PendingUpload {
+            id: id.into(),
+            backend: "apps".into(),
+            dir_key: "app/handbook".into(),
+            name: format!("{id}.txt"),
+            existing_key: None,
+            spool: dir.join(id),
+            display_path: format!("apps/handbook/{id}.txt"),
+            refused: None,
+            local_only: false,
+            seq: 0,
+        }
+    }
+
+    /// The records without their `seq`, which the journal sets.
+    fn unsequenced(v: Vec<PendingUpload>) -> Vec<PendingUpload> {
+        v.into_iter()
+            .map(|r| PendingUpload { seq: 0, ..r })
+            .collect()
+    }
 
     #[test]
     fn records_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path()).unwrap();
-        let rec = PendingUpload {
-            id: "a1".into(),
-            backend: "apps".into(),
-            dir_key: "app/handbook".into(),
-            name: "x.txt".into(),
-            existing_key: None,
-            spool: dir.path().join("s"),
-            display_path: "apps/handbook/x.txt".into(),
-            refused: None,
-            local_only: false,
-        };
+        let rec = rec(dir.path(), "a1");
         j.record(&rec).unwrap();
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.path().join("pending/a1.json"))
@@ -182,7 +303,8 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600, "a record is private");
-        assert_eq!(Journal::open(dir.path()).unwrap().pending(), vec![rec]);
+        let reopened = Journal::open(dir.path()).unwrap();
+        assert_eq!(unsequenced(reopened.pending()), vec![rec]);
         j.remove("a1");
         assert!(j.pending().is_empty());
     }
@@ -191,23 +313,63 @@ mod tests {
     fn an_orphaned_record_is_set_aside_then_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path()).unwrap();
-        let rec = PendingUpload {
-            id: "b2".into(),
-            backend: "library".into(),
-            dir_key: "lib".into(),
-            name: "y.txt".into(),
-            existing_key: None,
-            spool: dir.path().join("gone"),
-            display_path: "library/y.txt".into(),
-            refused: None,
-            local_only: false,
-        };
+        let rec = rec(dir.path(), "b2");
         j.record(&rec).unwrap();
         j.mark_orphaned("b2").unwrap();
         assert!(j.pending().is_empty(), "no longer retried");
-        assert_eq!(j.orphaned(), vec![rec]);
+        assert_eq!(unsequenced(j.orphaned()), vec![rec]);
         assert!(j.drop_record("b2"));
         assert!(j.orphaned().is_empty());
         assert!(!j.drop_record("b2"));
+    }
+
+    #[test]
+    fn inline_bytes_survive_a_rename_and_come_back_into_the_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        let first = rec(dir.path(), "c3");
+        assert!(j.record_inline(&first, b"closed bytes").unwrap());
+        assert!(
+            !dir.path().join("pending/c3.json").exists(),
+            "no record file"
+        );
+        // A rename rewrites the record: the bytes stay with it.
+        let renamed = PendingUpload {
+            name: "moved.txt".into(),
+            ..first.clone()
+        };
+        j.record(&renamed).unwrap();
+        let reopened = Journal::open(dir.path()).unwrap();
+        assert_eq!(unsequenced(reopened.pending()), vec![renamed.clone()]);
+        std::fs::write(&first.spool, b"newer bytes never closed").unwrap();
+        assert_eq!(reopened.restore_inline(), 1);
+        assert_eq!(std::fs::read(&first.spool).unwrap(), b"closed bytes");
+        reopened.remove("c3");
+        assert!(Journal::open(dir.path()).unwrap().pending().is_empty());
+    }
+
+    #[test]
+    fn a_spooled_record_replaces_an_inline_one_and_the_later_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        let small = rec(dir.path(), "d4");
+        assert!(j.record_inline(&small, b"small").unwrap());
+        let too_big = vec![7u8; super::super::slots::SLOT];
+        assert!(!j.record_inline(&small, &too_big).unwrap(), "does not fit");
+        let grown = PendingUpload {
+            display_path: "grown".into(),
+            ..small.clone()
+        };
+        j.record_spooled(&grown).unwrap();
+        assert_eq!(unsequenced(j.pending()), vec![grown.clone()]);
+        assert_eq!(j.restore_inline(), 0, "the inline copy is gone");
+        // A crash between writing one and removing the other leaves both:
+        // the later counts.
+        let later = PendingUpload {
+            display_path: "later".into(),
+            ..small.clone()
+        };
+        j.slots.write(&j.sequenced(&later), b"x").unwrap();
+        assert_eq!(unsequenced(j.pending()), vec![later]);
     }
 }

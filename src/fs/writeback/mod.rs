@@ -7,6 +7,7 @@ pub(in crate::fs) mod drain;
 pub mod journal;
 pub(in crate::fs) mod recover;
 pub(in crate::fs) mod retry;
+pub mod slots;
 pub mod spool;
 pub(in crate::fs) mod upload;
 
@@ -19,7 +20,7 @@ use crate::fs::backend::Key;
 use crate::fs::error::{FsError, FsResult};
 use crate::fs::namespace::inode::Ino;
 use journal::{Journal, PendingUpload};
-use spool::Spool;
+use spool::{LocalFile, Spool};
 
 /// The write-back component's own state, under its own locks: where
 /// written bytes wait (spool), what makes them survive a crash (journal),
@@ -52,5 +53,25 @@ impl WriteBack {
             refused_at_start: Mutex::default(),
             adopted: Mutex::default(),
         })
+    }
+
+    /// Makes a closed file's bytes and its journal record durable: a small
+    /// file's bytes go inline into the record's slot (one fdatasync in
+    /// all), a larger one's spool file is fsynced and named by a record
+    /// file. Blocking: callers run it off tokio's workers.
+    pub(in crate::fs) fn durable(&self, local: &LocalFile, record: &PendingUpload) -> FsResult<()> {
+        let journal_error = |e: std::io::Error| FsError::Io(format!("journal: {e}"));
+        if local.size() < slots::SLOT as u64 {
+            let data = local.read_at(0, local.size())?;
+            if self
+                .journal
+                .record_inline(record, &data)
+                .map_err(journal_error)?
+            {
+                return Ok(());
+            }
+        }
+        local.sync()?;
+        self.journal.record_spooled(record).map_err(journal_error)
     }
 }

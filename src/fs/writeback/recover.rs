@@ -12,6 +12,15 @@ impl BridgeFs {
     /// Uploads every closed-but-not-uploaded file of an earlier run, before
     /// serving. Returns (uploaded, still pending).
     pub async fn recover(&self) -> (usize, usize) {
+        // Inline bytes back into their spool files first: from here on a
+        // record's bytes are in the file it names.
+        let restored = self.writeback.journal.restore_inline();
+        if restored > 0 {
+            tracing::info!(
+                files = restored,
+                "restored small files' bytes from the journal"
+            );
+        }
         let pending = self.writeback.journal.pending();
         // Spool files no record names are leftovers of files in sync.
         let kept: HashSet<PathBuf> = pending.iter().map(|r| r.spool.clone()).collect();

@@ -15,21 +15,16 @@ use std::time::Duration;
 
 impl BridgeFs {
     /// The spool's bytes and the journal record naming them on disk, before
-    /// the upload starts: fsyncs, run on a blocking thread so that tokio's
-    /// workers go on serving other files meanwhile.
+    /// the upload starts (see [`WriteBack::durable`]): fsyncs, run on a
+    /// blocking thread so that tokio's workers go on serving other files
+    /// meanwhile.
     pub(in crate::fs) async fn make_durable(
         self: &Arc<Self>,
         local: &Arc<LocalFile>,
         record: &PendingUpload,
     ) -> FsResult<()> {
         let (me, local, record) = (self.clone(), local.clone(), record.clone());
-        let written = tokio::task::spawn_blocking(move || {
-            local.sync()?;
-            me.writeback
-                .journal
-                .record(&record)
-                .map_err(|e| FsError::Io(format!("journal: {e}")))
-        });
+        let written = tokio::task::spawn_blocking(move || me.writeback.durable(&local, &record));
         written
             .await
             .map_err(|e| FsError::Io(format!("journal: {e}")))?
