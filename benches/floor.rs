@@ -21,6 +21,8 @@ mod harness;
 mod items;
 #[path = "floor/latency.rs"]
 mod latency;
+#[path = "floor/nullfs.rs"]
+mod nullfs;
 #[path = "floor/proxy.rs"]
 mod proxy;
 #[path = "floor/raw.rs"]
@@ -67,6 +69,7 @@ fn selected(heading: &str) -> bool {
 }
 
 fn main() {
+    nullfs::serve_if_asked();
     println!("{} pairs per item", harness::pair_count());
     let mut rows = default_items();
     let mut lines = Vec::new();

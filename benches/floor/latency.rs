@@ -1,6 +1,8 @@
 //! Item 7: per-operation latency of calls the daemon answers from memory,
-//! against the same call on a local file (the local filesystem is the
-//! floor: no remote call is involved on either side).
+//! against the same call on a local file (the local filesystem: no remote
+//! call is involved on either side), then against a FUSE filesystem that
+//! answers from constants (the kernel's round trip, see `nullfs`): the
+//! first ratio is what FUSE costs, the second the daemon's own share.
 
 use std::ffi::CStr;
 use std::fs::File;
@@ -9,6 +11,7 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use crate::harness::{pairs, Row, Unit};
+use crate::nullfs::NullMount;
 use crate::setup::{app_dir, fs_kind, Bench};
 
 /// Operations per run; each row is the median over the runs.
@@ -16,39 +19,54 @@ const N: u32 = 2_000;
 const KIB4: usize = 4096;
 const FOREIGN: &CStr = c"security.selinux";
 
-/// The three rows: cached getattr, foreign getxattr, open+read+close.
+/// One operation timed on a floor's file and on the mount's.
+type Op<'a> = (&'a str, &'a dyn Fn(&File, &Path));
+
+/// The rows: cached getattr, foreign getxattr, open+read+close, each
+/// against a local file, then against the null FUSE filesystem.
 pub fn latency(b: &Bench) -> Vec<Row> {
     b.app_with("lat", 1, KIB4);
     let local = b.local_dir("lat", 1, KIB4).join(crate::setup::name(0));
     let m = b.mount(&["lat"], "600s");
+    let null = NullMount::start();
     let remote = app_dir(&m, "lat").join(crate::setup::name(0));
     assert_eq!(open_read_close(&remote), KIB4); // now cached
-    let (lf, rf) = (File::open(&local).unwrap(), File::open(&remote).unwrap());
-    let kind = fs_kind(&local);
-    println!(
-        "  foreign getxattr answers: local {kind} {}, mount {}",
-        errno_name(foreign_getxattr(&lf)),
-        errno_name(foreign_getxattr(&rf))
-    );
-    let per = |what: &str, op: &dyn Fn(&File, &Path)| {
-        pairs(
-            &format!("{what} (floor: local {kind})"),
-            Unit::UsPerOp(N),
-            |_| b.timed(|| (0..N).for_each(|_| op(&lf, &local))),
-            |_| b.timed(|| (0..N).for_each(|_| op(&rf, &remote))),
-        )
-    };
-    vec![
-        per("getattr: statx FORCE_SYNC on an open fd", &|f, _| {
+    let floors = [
+        (format!("local {}", fs_kind(&local)), local),
+        ("null FUSE fs".to_string(), null.file()),
+    ];
+    let rf = File::open(&remote).unwrap();
+    let ops: [Op; 3] = [
+        ("getattr: statx FORCE_SYNC on an open fd", &|f, _| {
             statx_sync(f)
         }),
-        per("getxattr security.selinux on an open fd", &|f, _| {
+        ("getxattr security.selinux on an open fd", &|f, _| {
             foreign_getxattr(f);
         }),
-        per("open + read 4 KiB + close, cached", &|_, p| {
+        ("open + read 4 KiB + close, cached", &|_, p| {
             assert_eq!(open_read_close(p), KIB4)
         }),
-    ]
+    ];
+    let mut rows = Vec::new();
+    for (kind, path) in &floors {
+        let ff = File::open(path).unwrap();
+        assert_eq!(open_read_close(path), KIB4);
+        println!(
+            "  foreign getxattr answers: {kind} {}, mount {}",
+            errno_name(foreign_getxattr(&ff)),
+            errno_name(foreign_getxattr(&rf))
+        );
+        for (what, op) in ops {
+            rows.push(pairs(
+                &format!("{what} (floor: {kind})"),
+                Unit::UsPerOp(N),
+                |_| b.timed(|| (0..N).for_each(|_| op(&ff, path))),
+                |_| b.timed(|| (0..N).for_each(|_| op(&rf, &remote))),
+            ));
+        }
+    }
+    drop(null);
+    rows
 }
 
 /// `statx(fd, "", AT_EMPTY_PATH | AT_STATX_FORCE_SYNC)`: the kernel may
