@@ -306,7 +306,21 @@ fn cp_r_under_the_fault_mix(dirs: usize, per_dir: usize) {
         m.path("library/copied").display()
     ));
     emu.set_faults(Faults::default());
-    assert_eq!(code, 0, "cp -r exits 0:\n{out}\n{err}");
+    // A call that meets a fault on all of its attempts (about one in 7,000
+    // at this mix) fails its file's close with EIO, truthfully; that file
+    // is then uploaded by the background retry. Nothing else may fail.
+    let closes_failed = err.lines().filter(|l| l.contains("Input/output error"));
+    assert!(
+        code == 0 || closes_failed.count() == err.lines().count(),
+        "cp -r fails only where an upload ran out of attempts (EIO):\n{out}\n{err}"
+    );
+    if code != 0 {
+        eventually(
+            "the background retries",
+            std::time::Duration::from_secs(90),
+            || m.journal_records() == 0,
+        );
+    }
     let items = remote.library_items();
     for (name, bytes) in &expected {
         let live: Vec<_> = items
