@@ -29,6 +29,8 @@ mod proxy;
 mod raw;
 #[path = "floor/setup.rs"]
 mod setup;
+#[path = "floor/share.rs"]
+mod share;
 
 use harness::Row;
 
@@ -73,6 +75,10 @@ fn main() {
     println!("{} pairs per item", harness::pair_count());
     let mut rows = default_items();
     let mut lines = Vec::new();
+    if selected("9.") {
+        println!("9. the kernel's share of items 4-6");
+        lines.extend(share::kernel_share(&setup::Bench::new(), &rows));
+    }
     if big::enabled() {
         println!("8. peak RSS: 100,000-file listing");
         let (row, line) = big::huge_listing();

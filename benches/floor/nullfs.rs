@@ -1,36 +1,59 @@
 //! The kernel's own price for a FUSE request: a filesystem that answers
-//! every request at once from constants (one directory, one 4 KiB file),
+//! every request at once from memory (any name is a 4 KiB file, and
+//! `new…` directories keep what is created in them),
 //! mounted like the daemon's mount (same thread count, `default_permissions`,
 //! the same open flags) and served, like the daemon, by a process of its
 //! own (this bench binary run again: a switch between two processes costs
 //! more than one between threads of the caller's). What a request costs
 //! here is the round trip through the kernel and back, which no daemon can
 //! go below; the latency rows set the mount against it to show the
-//! daemon's own share.
+//! daemon's own share, and item 9 times `cat`, `cp -r` and `rm -r` on it:
+//! the kernel's share of those workloads.
 
 use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
 
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
+
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
-    MountOption, OpenFlags, ReplyAttr, ReplyData, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyXattr,
-    Request,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, MountOption, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyEmpty,
+    ReplyEntry, ReplyOpen, ReplyWrite, ReplyXattr, Request, WriteFlags,
 };
 
-/// The one file's name and size.
+/// The one file the latency rows use.
 pub const FILE: &str = "f";
 const SIZE: usize = 4096;
 const TTL: Duration = Duration::from_secs(600);
 /// As many request threads as the daemon runs.
 const THREADS: usize = 4;
+/// Names under the root starting so are empty directories that keep what
+/// is created in them (a `cp -r` target); any other name under the root
+/// is a 4 KiB file, so each run can use names never looked up before.
+pub const NEW_DIR: &str = "new";
 
-struct NullFs;
+/// What it has handed out: the attributes of each inode, and the names
+/// created in the `new…` directories.
+#[derive(Default)]
+struct NullFs {
+    inodes: Mutex<HashMap<u64, FileAttr>>,
+    created: Mutex<HashSet<(u64, String)>>,
+}
 
-fn attr(ino: u64) -> FileAttr {
-    let (kind, perm, size, nlink) = match ino {
-        1 => (FileType::Directory, 0o755, 0, 2),
-        _ => (FileType::RegularFile, 0o644, SIZE as u64, 1),
+/// An inode number for a name (never 1, the root's).
+fn ino_of(parent: u64, name: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (parent, name).hash(&mut h);
+    h.finish() | (1 << 63)
+}
+
+fn attr(ino: u64, kind: FileType) -> FileAttr {
+    let (perm, size, nlink) = match kind {
+        FileType::Directory => (0o755, 0, 2),
+        _ => (0o644, SIZE as u64, 1),
     };
     FileAttr {
         ino: INodeNo(ino),
@@ -51,16 +74,51 @@ fn attr(ino: u64) -> FileAttr {
     }
 }
 
+impl NullFs {
+    /// Hands out (and remembers) the inode of `name` in `parent`.
+    fn entry(&self, parent: u64, name: &str, kind: FileType) -> FileAttr {
+        let a = attr(ino_of(parent, name), kind);
+        self.inodes.lock().unwrap().insert(a.ino.0, a);
+        a
+    }
+
+    fn found(&self, parent: u64, name: &str) -> Option<FileAttr> {
+        if parent == 1 {
+            let kind = match name.starts_with(NEW_DIR) {
+                true => FileType::Directory,
+                false => FileType::RegularFile,
+            };
+            return Some(self.entry(parent, name, kind));
+        }
+        let key = (parent, name.to_string());
+        let made = self.created.lock().unwrap().contains(&key);
+        made.then(|| self.entry(parent, name, FileType::RegularFile))
+    }
+}
+
 impl Filesystem for NullFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // As the daemon asks (see src/fuse.rs), so the kernel talks alike.
+        let _ = config.add_capabilities(
+            InitFlags::FUSE_DO_READDIRPLUS
+                | InitFlags::FUSE_READDIRPLUS_AUTO
+                | InitFlags::FUSE_ATOMIC_O_TRUNC
+                | InitFlags::FUSE_HANDLE_KILLPRIV_V2,
+        );
+        let _ = config.set_max_readahead(1 << 20);
+        Ok(())
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match (parent.0, name.to_str()) {
-            (1, Some(FILE)) => reply.entry(&TTL, &attr(2), Generation(0)),
-            _ => reply.error(Errno::ENOENT),
+        match name.to_str().and_then(|n| self.found(parent.0, n)) {
+            Some(a) => reply.entry(&TTL, &a, Generation(0)),
+            None => reply.error(Errno::ENOENT),
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        reply.attr(&TTL, &attr(ino.0));
+        let known = self.inodes.lock().unwrap().get(&ino.0).copied();
+        reply.attr(&TTL, &known.unwrap_or(attr(ino.0, FileType::Directory)));
     }
 
     fn getxattr(
@@ -74,9 +132,28 @@ impl Filesystem for NullFs {
         reply.error(Errno::from_i32(libc::ENOTSUP));
     }
 
-    fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let flags = FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH;
+    fn open(&self, _req: &Request, _ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let flags = match flags.0 & libc::O_ACCMODE == libc::O_RDONLY {
+            true => FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH,
+            false => FopenFlags::empty(),
+        };
         reply.opened(FileHandle(1), flags);
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let name = name.to_string_lossy().into_owned();
+        let a = self.entry(parent.0, &name, FileType::RegularFile);
+        self.created.lock().unwrap().insert((parent.0, name));
+        reply.created(&TTL, &a, Generation(0), FileHandle(1), FopenFlags::empty());
     }
 
     fn read(
@@ -93,6 +170,38 @@ impl Filesystem for NullFs {
         static BYTES: [u8; SIZE] = [7; SIZE];
         let from = (offset as usize).min(SIZE);
         reply.data(&BYTES[from..(from + size as usize).min(SIZE)]);
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        reply.written(data.len() as u32);
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let key = (parent.0, name.to_string_lossy().into_owned());
+        self.created.lock().unwrap().remove(&key);
+        reply.ok();
     }
 
     fn release(
@@ -124,7 +233,7 @@ pub fn serve_if_asked() {
         MountOption::DefaultPermissions,
     ];
     config.n_threads = Some(THREADS);
-    fuser::mount(NullFs, dir, &config).unwrap();
+    fuser::mount(NullFs::default(), dir, &config).unwrap();
     std::process::exit(0);
 }
 
@@ -156,7 +265,11 @@ impl NullMount {
 
     /// The one file.
     pub fn file(&self) -> PathBuf {
-        self.dir.path().join(FILE)
+        self.path(FILE)
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
     }
 }
 
