@@ -219,18 +219,40 @@ impl FuseAdapter {
     }
 }
 
+/// What the daemon asks of the kernel at INIT (the benchmark's null
+/// filesystem asks the same, so that the kernel talks to both alike).
+/// READDIRPLUS: `ls -l` gets attributes with the listing. Atomic O_TRUNC:
+/// `echo x > f` is one open with O_TRUNC, not a separate truncate that
+/// would upload an empty version first. KILLPRIV_V2: the daemon clears
+/// set-id bits itself, so the kernel asks for no `security.capability`
+/// before writes. A read-ahead of 1 MiB: one block of the content cache.
+pub fn negotiate(config: &mut KernelConfig) {
+    let _ = config.add_capabilities(
+        InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO
+            | InitFlags::FUSE_ATOMIC_O_TRUNC
+            | InitFlags::FUSE_HANDLE_KILLPRIV_V2,
+    );
+    let _ = config.set_max_readahead(1 << 20);
+}
+
+/// The open flags of a handle opened with `flags`. A reader keeps the
+/// pages an earlier open cached: the core tells the kernel to drop them
+/// whenever the content changes (a new remote version seen, a
+/// replacement), so they are never stale beyond what a read through the
+/// daemon would be. Its close sends no FLUSH (one round trip fewer per
+/// `cat`): a reader has nothing to upload, and its release lets go of the
+/// version it pinned.
+pub fn open_flags(flags: i32) -> FopenFlags {
+    match flags & libc::O_ACCMODE == libc::O_RDONLY {
+        true => FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH,
+        false => FopenFlags::empty(),
+    }
+}
+
 impl Filesystem for FuseAdapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
-        // READDIRPLUS: `ls -l` gets attributes with the listing. Atomic
-        // O_TRUNC: `echo x > f` is one open with O_TRUNC, not a separate
-        // truncate that would upload an empty version first.
-        let _ = config.add_capabilities(
-            InitFlags::FUSE_DO_READDIRPLUS
-                | InitFlags::FUSE_READDIRPLUS_AUTO
-                | InitFlags::FUSE_ATOMIC_O_TRUNC
-                | InitFlags::FUSE_HANDLE_KILLPRIV_V2,
-        );
-        let _ = config.set_max_readahead(1 << 20);
+        negotiate(config);
         Ok(())
     }
 
@@ -376,16 +398,7 @@ impl Filesystem for FuseAdapter {
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let fs = self.fs.clone();
         let pid = process_of(req);
-        // A reader keeps the pages an earlier open cached: the core tells
-        // the kernel to drop them whenever the content changes (a new
-        // remote version seen, a replacement), so they are never stale
-        // beyond what a read through the daemon would be. Its close sends
-        // no FLUSH (one round trip fewer per `cat`): a reader has nothing
-        // to upload, and its release lets go of the version it pinned.
-        let keep = match flags.0 & libc::O_ACCMODE == libc::O_RDONLY {
-            true => FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH,
-            false => FopenFlags::empty(),
-        };
+        let keep = open_flags(flags.0);
         self.answer(
             "open",
             reply,

@@ -19,7 +19,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
     KernelConfig, LockOwner, MountOption, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyEmpty,
     ReplyEntry, ReplyOpen, ReplyWrite, ReplyXattr, Request, WriteFlags,
 };
@@ -98,14 +98,7 @@ impl NullFs {
 
 impl Filesystem for NullFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        // As the daemon asks (see src/fuse.rs), so the kernel talks alike.
-        let _ = config.add_capabilities(
-            InitFlags::FUSE_DO_READDIRPLUS
-                | InitFlags::FUSE_READDIRPLUS_AUTO
-                | InitFlags::FUSE_ATOMIC_O_TRUNC
-                | InitFlags::FUSE_HANDLE_KILLPRIV_V2,
-        );
-        let _ = config.set_max_readahead(1 << 20);
+        bridgefs::fuse::negotiate(config);
         Ok(())
     }
 
@@ -133,11 +126,7 @@ impl Filesystem for NullFs {
     }
 
     fn open(&self, _req: &Request, _ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let flags = match flags.0 & libc::O_ACCMODE == libc::O_RDONLY {
-            true => FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH,
-            false => FopenFlags::empty(),
-        };
-        reply.opened(FileHandle(1), flags);
+        reply.opened(FileHandle(1), bridgefs::fuse::open_flags(flags.0));
     }
 
     fn create(

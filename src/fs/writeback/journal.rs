@@ -266,10 +266,11 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(in crate::fs::writeback) mod tests {
     use super::*;
 
-    fn rec(dir: &Path, id: &str) -> PendingUpload {
+    /// A record of `id` whose spool file is `dir/id` (slots' tests too).
+    pub(in crate::fs::writeback) fn rec(dir: &Path, id: &str) -> PendingUpload {
         PendingUpload {
             id: id.into(),
             backend: "apps".into(),

@@ -217,18 +217,7 @@ mod tests {
     use super::*;
 
     fn rec(id: &str) -> PendingUpload {
-        PendingUpload {
-            id: id.into(),
-            backend: "apps".into(),
-            dir_key: "app/handbook".into(),
-            name: format!("{id}.txt"),
-            existing_key: None,
-            spool: format!("/spool/{id}").into(),
-            display_path: format!("apps/handbook/{id}.txt"),
-            refused: None,
-            local_only: false,
-            seq: 1,
-        }
+        super::super::journal::tests::rec(Path::new("/spool"), id)
     }
 
     #[test]
