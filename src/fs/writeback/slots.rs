@@ -61,13 +61,20 @@ impl Slots {
     /// Opens (or makes) `dir/slots` and reads which slots hold records.
     pub fn open(dir: &Path) -> std::io::Result<Slots> {
         use std::os::unix::fs::OpenOptionsExt;
+        let path = dir.join("slots");
+        let new = !path.exists();
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o600)
-            .open(dir.join("slots"))?;
+            .open(&path)?;
+        if new {
+            // The file's name durable once, so that later fdatasyncs of it
+            // are all a record needs.
+            File::open(dir)?.sync_all()?;
+        }
         let len = (file.metadata()?.len() as usize / SLOT).min(MAX_SLOTS);
         let slots = Slots {
             file,
