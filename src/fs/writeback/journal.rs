@@ -55,19 +55,34 @@ const ORPHANED: &str = "orphaned";
 pub struct Journal {
     dir: PathBuf,
     slots: Arc<Slots>,
+    /// The daemon's own journal (it holds the instance lock): only it
+    /// writes and reuses slots. Another process (`status`, `pending`)
+    /// writes record files, which a later `seq` makes count.
+    owner: bool,
     /// The last `seq` given.
     seq: Arc<AtomicU64>,
 }
 
 impl Journal {
+    /// The journal as another process reads it (`status`, `pending`, tests).
     pub fn open(state_dir: &Path) -> std::io::Result<Journal> {
+        Self::open_as(state_dir, false)
+    }
+
+    /// The daemon's journal (see [`Journal::owner`](Journal)).
+    pub fn open_owned(state_dir: &Path) -> std::io::Result<Journal> {
+        Self::open_as(state_dir, true)
+    }
+
+    fn open_as(state_dir: &Path, owner: bool) -> std::io::Result<Journal> {
         let dir = state_dir.join("pending");
         std::fs::create_dir_all(&dir)?;
         crate::fs::writeback::spool::private(&dir)?;
-        let slots = Arc::new(Slots::open(&dir)?);
+        let slots = Arc::new(Slots::open(&dir, owner)?);
         Ok(Journal {
             dir,
             slots,
+            owner,
             seq: Arc::default(),
         })
     }
@@ -96,6 +111,9 @@ impl Journal {
     /// taken; the caller then syncs the spool and calls
     /// [`Journal::record_spooled`].
     pub fn record_inline(&self, p: &PendingUpload, data: &[u8]) -> std::io::Result<bool> {
+        if !self.owner {
+            return Ok(false);
+        }
         let p = self.sequenced(p);
         let json = serde_json::to_vec(&p).map_err(std::io::Error::other)?;
         if !Slots::fits(&json, data) || !self.slots.write(&p, data)? {
@@ -112,6 +130,14 @@ impl Journal {
         if let Some(held) = self.slots.get(&p.id) {
             if self.record_inline(p, &held.data)? {
                 return Ok(());
+            }
+            if !self.owner {
+                // Its bytes stay in the slot (restored at the next start);
+                // the spool file, if there, is made durable as well.
+                if let Ok(spool) = std::fs::File::open(&p.spool) {
+                    spool.sync_all()?;
+                }
+                return self.write_record_file(p);
             }
         }
         self.record_spooled(p)
@@ -142,6 +168,14 @@ impl Journal {
     /// the same id. fdatasync suffices for a new file's bytes and length;
     /// the directory's fsync makes the name durable.
     pub fn record_spooled(&self, p: &PendingUpload) -> std::io::Result<()> {
+        self.write_record_file(p)?;
+        if self.owner {
+            self.slots.remove(&p.id);
+        }
+        Ok(())
+    }
+
+    fn write_record_file(&self, p: &PendingUpload) -> std::io::Result<()> {
         let p = self.sequenced(p);
         let tmp = self.dir.join(format!("{}.tmp", p.id));
         write_private(
@@ -149,9 +183,7 @@ impl Journal {
             &serde_json::to_vec_pretty(&p).map_err(std::io::Error::other)?,
         )?;
         std::fs::rename(&tmp, self.path(&p.id))?;
-        std::fs::File::open(&self.dir)?.sync_all()?;
-        self.slots.remove(&p.id);
-        Ok(())
+        std::fs::File::open(&self.dir)?.sync_all()
     }
 
     pub fn remove(&self, id: &str) {
@@ -295,7 +327,7 @@ pub(in crate::fs::writeback) mod tests {
     #[test]
     fn records_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path()).unwrap();
+        let j = Journal::open_owned(dir.path()).unwrap();
         let rec = rec(dir.path(), "a1");
         j.record(&rec).unwrap();
         use std::os::unix::fs::PermissionsExt;
@@ -304,7 +336,7 @@ pub(in crate::fs::writeback) mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600, "a record is private");
-        let reopened = Journal::open(dir.path()).unwrap();
+        let reopened = Journal::open_owned(dir.path()).unwrap();
         assert_eq!(unsequenced(reopened.pending()), vec![rec]);
         j.remove("a1");
         assert!(j.pending().is_empty());
@@ -313,7 +345,7 @@ pub(in crate::fs::writeback) mod tests {
     #[test]
     fn an_orphaned_record_is_set_aside_then_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path()).unwrap();
+        let j = Journal::open_owned(dir.path()).unwrap();
         let rec = rec(dir.path(), "b2");
         j.record(&rec).unwrap();
         j.mark_orphaned("b2").unwrap();
@@ -327,7 +359,7 @@ pub(in crate::fs::writeback) mod tests {
     #[test]
     fn inline_bytes_survive_a_rename_and_come_back_into_the_spool() {
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path()).unwrap();
+        let j = Journal::open_owned(dir.path()).unwrap();
         let first = rec(dir.path(), "c3");
         assert!(j.record_inline(&first, b"closed bytes").unwrap());
         assert!(
@@ -340,19 +372,22 @@ pub(in crate::fs::writeback) mod tests {
             ..first.clone()
         };
         j.record(&renamed).unwrap();
-        let reopened = Journal::open(dir.path()).unwrap();
+        let reopened = Journal::open_owned(dir.path()).unwrap();
         assert_eq!(unsequenced(reopened.pending()), vec![renamed.clone()]);
         std::fs::write(&first.spool, b"newer bytes never closed").unwrap();
         assert_eq!(reopened.restore_inline(), 1);
         assert_eq!(std::fs::read(&first.spool).unwrap(), b"closed bytes");
         reopened.remove("c3");
-        assert!(Journal::open(dir.path()).unwrap().pending().is_empty());
+        assert!(Journal::open_owned(dir.path())
+            .unwrap()
+            .pending()
+            .is_empty());
     }
 
     #[test]
     fn a_spooled_record_replaces_an_inline_one_and_the_later_wins() {
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path()).unwrap();
+        let j = Journal::open_owned(dir.path()).unwrap();
         let small = rec(dir.path(), "d4");
         assert!(j.record_inline(&small, b"small").unwrap());
         let too_big = vec![7u8; super::super::slots::SLOT];
@@ -372,5 +407,29 @@ pub(in crate::fs::writeback) mod tests {
         };
         j.slots.write(&j.sequenced(&later), b"x").unwrap();
         assert_eq!(unsequenced(j.pending()), vec![later]);
+    }
+
+    #[test]
+    fn another_process_never_writes_slots_yet_its_change_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let daemon = Journal::open_owned(dir.path()).unwrap();
+        let refused = PendingUpload {
+            refused: Some("413".into()),
+            ..rec(dir.path(), "e5")
+        };
+        assert!(daemon.record_inline(&refused, b"kept bytes").unwrap());
+        let cli = Journal::open(dir.path()).unwrap();
+        let slots_before = std::fs::read(dir.path().join("pending/slots")).unwrap();
+        assert!(cli.clear_refused("e5").unwrap());
+        let slots_after = std::fs::read(dir.path().join("pending/slots")).unwrap();
+        assert_eq!(slots_before, slots_after, "the slot file untouched");
+        let restarted = Journal::open_owned(dir.path()).unwrap();
+        let pending = restarted.pending();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].refused, None, "the later record counts");
+        assert_eq!(restarted.restore_inline(), 1);
+        assert_eq!(std::fs::read(&refused.spool).unwrap(), b"kept bytes");
+        restarted.remove("e5");
+        assert!(Journal::open(dir.path()).unwrap().pending().is_empty());
     }
 }

@@ -44,7 +44,7 @@ impl WriteBack {
     pub fn open(cache_dir: &Path, state_dir: &Path) -> FsResult<WriteBack> {
         let spool = Spool::open(cache_dir)
             .map_err(|e| FsError::Io(format!("cache dir {}: {e}", cache_dir.display())))?;
-        let journal = Journal::open(state_dir)
+        let journal = Journal::open_owned(state_dir)
             .map_err(|e| FsError::Io(format!("state dir {}: {e}", state_dir.display())))?;
         Ok(WriteBack {
             spool,

@@ -59,7 +59,10 @@ struct SlotMap {
 
 impl Slots {
     /// Opens (or makes) `dir/slots` and reads which slots hold records.
-    pub fn open(dir: &Path) -> std::io::Result<Slots> {
+    /// Only the `owner` (the daemon, which holds the instance lock) clears
+    /// what a crash left; another reader (`status`, `pending`) must not
+    /// touch slots the daemon may be reusing.
+    pub fn open(dir: &Path, owner: bool) -> std::io::Result<Slots> {
         use std::os::unix::fs::OpenOptionsExt;
         let path = dir.join("slots");
         let new = !path.exists();
@@ -83,17 +86,40 @@ impl Slots {
                 ..SlotMap::default()
             }),
         };
-        let held: Vec<(usize, String)> = (0..len)
-            .filter_map(|i| slots.read_slot(i).map(|r| (i, r.record.id)))
-            .collect();
-        let mut map = slots.map.lock();
-        map.free = (0..len).rev().collect();
-        for (i, id) in held {
-            map.free.retain(|f| *f != i);
-            map.by_id.insert(id, i);
+        let stale = slots.index(len);
+        if owner {
+            stale.into_iter().for_each(|s| slots.zero(s));
         }
-        drop(map);
         Ok(slots)
+    }
+
+    /// Which slot holds which id, read off the file. Of two slots of one
+    /// id (a crash between writing the new one and clearing the old) the
+    /// later counts; the other is returned, to be cleared by the owner, or
+    /// it would come back at each start.
+    fn index(&self, len: usize) -> Vec<usize> {
+        let mut latest: HashMap<String, (u64, usize)> = HashMap::new();
+        let mut stale = Vec::new();
+        for slot in 0..len {
+            let Some(r) = self.read_slot(slot) else {
+                continue;
+            };
+            let (id, seq) = (r.record.id, r.record.seq);
+            match latest.get(&id) {
+                Some(&(had, _)) if had > seq => stale.push(slot),
+                Some(&(_, old)) => {
+                    stale.push(old);
+                    latest.insert(id, (seq, slot));
+                }
+                None => drop(latest.insert(id, (seq, slot))),
+            }
+        }
+        let mut map = self.map.lock();
+        map.by_id = latest.into_iter().map(|(id, (_, s))| (id, s)).collect();
+        let held: std::collections::HashSet<usize> = map.by_id.values().copied().collect();
+        map.free = (0..len).rev().filter(|s| !held.contains(s)).collect();
+        drop(map);
+        stale
     }
 
     /// Whether a record and `data` fit in one slot.
@@ -154,10 +180,15 @@ impl Slots {
     }
 
     fn clear(&self, slot: usize) {
+        self.zero(slot);
+        self.map.lock().free.push(slot);
+    }
+
+    /// Unmakes a slot's record (its magic zeroed).
+    fn zero(&self, slot: usize) {
         if let Err(e) = self.file.write_all_at(&[0; 4], (slot * SLOT) as u64) {
             tracing::error!(error = %e, "cannot clear a journal slot");
         }
-        self.map.lock().free.push(slot);
     }
 
     /// The record the id's slot holds, if any.
@@ -230,15 +261,15 @@ mod tests {
     #[test]
     fn records_and_bytes_survive_reopen_and_removal_frees_the_slot() {
         let dir = tempfile::tempdir().unwrap();
-        let slots = Slots::open(dir.path()).unwrap();
+        let slots = Slots::open(dir.path(), true).unwrap();
         assert!(slots.write(&rec("a"), b"alpha").unwrap());
         assert!(slots.write(&rec("b"), b"beta").unwrap());
-        let reopened = Slots::open(dir.path()).unwrap();
+        let reopened = Slots::open(dir.path(), true).unwrap();
         assert_eq!(reopened.get("a").unwrap().data, b"alpha");
         assert_eq!(reopened.get("b").unwrap().record, rec("b"));
         assert!(reopened.remove("a"));
         assert!(!reopened.remove("a"));
-        let again = Slots::open(dir.path()).unwrap();
+        let again = Slots::open(dir.path(), true).unwrap();
         assert_eq!(again.all().len(), 1, "a removed record stays removed");
         let size = std::fs::metadata(dir.path().join("slots")).unwrap().len();
         assert_eq!(size, (GROW * SLOT) as u64, "grown by whole slots once");
@@ -247,7 +278,7 @@ mod tests {
     #[test]
     fn a_rewritten_record_moves_to_another_slot_and_a_torn_one_is_skipped() {
         let dir = tempfile::tempdir().unwrap();
-        let slots = Slots::open(dir.path()).unwrap();
+        let slots = Slots::open(dir.path(), true).unwrap();
         assert!(slots.write(&rec("a"), b"v1").unwrap());
         let first = *slots.map.lock().by_id.get("a").unwrap();
         assert!(slots.write(&rec("a"), b"v2").unwrap());
@@ -256,7 +287,7 @@ mod tests {
         // Tear the live slot: one byte of its data changes.
         let at = (second * SLOT + HEADER + 5) as u64;
         slots.file.write_all_at(b"X", at).unwrap();
-        let reopened = Slots::open(dir.path()).unwrap();
+        let reopened = Slots::open(dir.path(), true).unwrap();
         assert!(reopened.get("a").is_none(), "a torn slot fails its md5");
         assert!(
             reopened.all().is_empty(),
@@ -265,13 +296,42 @@ mod tests {
     }
 
     #[test]
+    fn of_two_slots_of_one_id_left_by_a_crash_the_later_stays_and_the_other_is_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let slots = Slots::open(dir.path(), true).unwrap();
+        let (old, new) = (
+            PendingUpload { seq: 5, ..rec("a") },
+            PendingUpload { seq: 9, ..rec("a") },
+        );
+        assert!(slots.write(&new, b"new").unwrap());
+        // The crash: the old version's slot was never cleared.
+        let spare = slots.take_free().unwrap().unwrap();
+        let json = serde_json::to_vec(&old).unwrap();
+        slots
+            .file
+            .write_all_at(&encode(&json, b"old"), (spare * SLOT) as u64)
+            .unwrap();
+        let reopened = Slots::open(dir.path(), true).unwrap();
+        assert_eq!(reopened.get("a").unwrap().data, b"new", "the later wins");
+        assert_eq!(reopened.all().len(), 1);
+        assert!(reopened.remove("a"));
+        assert!(
+            Slots::open(dir.path(), true).unwrap().all().is_empty(),
+            "nothing comes back"
+        );
+    }
+
+    #[test]
     fn the_file_stops_at_its_bound() {
         let dir = tempfile::tempdir().unwrap();
-        let slots = Slots::open(dir.path()).unwrap();
+        let slots = Slots::open(dir.path(), true).unwrap();
         for i in 0..MAX_SLOTS {
             assert!(slots.write(&rec(&i.to_string()), b"x").unwrap());
         }
         assert!(!slots.write(&rec("one more"), b"x").unwrap());
-        assert_eq!(Slots::open(dir.path()).unwrap().all().len(), MAX_SLOTS);
+        assert_eq!(
+            Slots::open(dir.path(), true).unwrap().all().len(),
+            MAX_SLOTS
+        );
     }
 }
