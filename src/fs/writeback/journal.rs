@@ -123,6 +123,18 @@ impl Journal {
         Ok(true)
     }
 
+    /// Whether a slot already holds this record (whatever its `seq`) with
+    /// these bytes.
+    pub fn holds(&self, p: &PendingUpload, data: &[u8]) -> bool {
+        self.slots.get(&p.id).is_some_and(|held| {
+            let same = PendingUpload {
+                seq: held.record.seq,
+                ..p.clone()
+            };
+            held.record == same && held.data == data
+        })
+    }
+
     /// Rewrites a record whose bytes are where its last version left them
     /// (a rename, a refusal): inline bytes stay inline, else the spool
     /// file is named.
@@ -377,6 +389,9 @@ pub(in crate::fs::writeback) mod tests {
         std::fs::write(&first.spool, b"newer bytes never closed").unwrap();
         assert_eq!(reopened.restore_inline(), 1);
         assert_eq!(std::fs::read(&first.spool).unwrap(), b"closed bytes");
+        assert!(reopened.holds(&renamed, b"closed bytes"));
+        assert!(!reopened.holds(&renamed, b"other bytes"));
+        assert!(!reopened.holds(&first, b"closed bytes"), "another name");
         reopened.remove("c3");
         assert!(Journal::open_owned(dir.path())
             .unwrap()

@@ -63,6 +63,12 @@ impl WriteBack {
         let journal_error = |e: std::io::Error| FsError::Io(format!("journal: {e}"));
         if local.size() < slots::SLOT as u64 {
             let data = local.read_at(0, local.size())?;
+            // A retry of the same bytes: already durable, and left in its
+            // slot (a record that moved at each retry could be missed by
+            // `status` reading the slots meanwhile).
+            if self.journal.holds(record, &data) {
+                return Ok(());
+            }
             if self
                 .journal
                 .record_inline(record, &data)
