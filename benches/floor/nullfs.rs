@@ -240,6 +240,7 @@ impl NullMount {
             .env(SERVE_AT, dir.path())
             .spawn()
             .unwrap();
+        crate::setup::remember_mountpoint(dir.path());
         let m = NullMount { server, dir };
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !m.file().exists() {
@@ -263,15 +264,15 @@ impl NullMount {
 }
 
 impl Drop for NullMount {
+    /// Unmounted as the tests' mounts are (lazily if busy, also while the
+    /// bench panics); the server then ends by itself, or is killed.
     fn drop(&mut self) {
-        let unmounted = std::process::Command::new("fusermount3")
-            .arg("-u")
-            .arg(self.dir.path())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !unmounted {
-            let _ = self.server.kill();
+        crate::common::force_unmount(self.dir.path());
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while matches!(self.server.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
         }
+        let _ = self.server.kill();
         let _ = self.server.wait();
     }
 }

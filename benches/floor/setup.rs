@@ -106,7 +106,7 @@ impl Bench {
             ..MountOptions::default()
         };
         let m = Mount::start_with(&self.emu, opts);
-        MOUNTPOINTS.lock().unwrap().push(m.mountpoint.clone());
+        remember_mountpoint(&m.mountpoint);
         m
     }
 
@@ -119,6 +119,11 @@ impl Bench {
         }
         d
     }
+}
+
+/// Records a mountpoint for [`assert_all_unmounted`].
+pub fn remember_mountpoint(path: &Path) {
+    MOUNTPOINTS.lock().unwrap().push(path.to_path_buf());
 }
 
 /// Panics if a mount the bench made is still mounted (each `Mount`
