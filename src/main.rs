@@ -293,12 +293,13 @@ fn pending(action: PendingAction) -> Result<(), Failure> {
         PendingAction::Retry { id, state } => retry_pending(&id, &state),
         PendingAction::Drop { id, state } => {
             let dir = state_dir(&state)?;
-            let journal = open_journal(&dir)?;
             // A running daemon may be uploading that spool: only records
-            // whose bytes are already gone may be dropped under it.
+            // whose bytes are already gone may be dropped under it. With
+            // no daemon, this holds its lock and its journal (slots too).
             let holder = std::path::Path::new("(pending drop)");
-            let running =
-                bridgefs::service::instance::InstanceLock::acquire(&[&dir], holder).is_err();
+            let lock = bridgefs::service::instance::InstanceLock::acquire(&[&dir], holder);
+            let running = lock.is_err();
+            let journal = open_journal_as(&dir, !running)?;
             if running && !journal.orphaned().iter().any(|r| r.id == id) {
                 return Err(Failure::Setup(format!(
                     "{id}: the daemon using {} is running; stop it to drop a record it may be uploading",
@@ -344,14 +345,27 @@ fn retry_pending(id: &str, state: &StateArgs) -> Result<(), Failure> {
 fn open_journal(
     state_dir: &std::path::Path,
 ) -> Result<bridgefs::fs::writeback::journal::Journal, Failure> {
+    open_journal_as(state_dir, false)
+}
+
+/// The journal of `state_dir`; `owned`: as its daemon would, which only
+/// a holder of the instance lock may do (it may clear slots).
+fn open_journal_as(
+    state_dir: &std::path::Path,
+    owned: bool,
+) -> Result<bridgefs::fs::writeback::journal::Journal, Failure> {
+    use bridgefs::fs::writeback::journal::Journal;
     if !state_dir.join("pending").is_dir() {
         return Err(Failure::Setup(format!(
             "no journal in {}",
             state_dir.display()
         )));
     }
-    bridgefs::fs::writeback::journal::Journal::open(state_dir)
-        .map_err(|e| Failure::Runtime(e.to_string()))
+    let opened = match owned {
+        true => Journal::open_owned(state_dir),
+        false => Journal::open(state_dir),
+    };
+    opened.map_err(|e| Failure::Runtime(e.to_string()))
 }
 
 fn demo(mountpoint: &std::path::Path) -> Result<(), String> {

@@ -486,6 +486,7 @@ fn a_journal_record_whose_spool_is_gone_is_reported_once_listed_and_dropped() {
             refused: None,
             local_only: false,
             seq: 0,
+            bytes_in_slot: false,
         })
         .unwrap();
     m.spawn();

@@ -68,6 +68,7 @@ impl BridgeFs {
             display_path: Self::display_path(st, ino),
             refused: local.refused().map(|e| e.to_string()),
             seq: 0,
+            bytes_in_slot: false,
         })
     }
 

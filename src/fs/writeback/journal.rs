@@ -7,6 +7,7 @@
 //! [`super::slots`]): one fdatasync makes both durable. A larger file's
 //! record is a file of its own naming the (fsynced) spool file.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -46,6 +47,11 @@ pub struct PendingUpload {
     /// higher is the one that counts.
     #[serde(default)]
     pub seq: u64,
+    /// Written by another process than the daemon (`pending retry`) over
+    /// a record whose bytes are in a journal slot: they stay there and are
+    /// still restored at start, though this record counts.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bytes_in_slot: bool,
 }
 
 /// The file extension of an orphaned record.
@@ -79,16 +85,28 @@ impl Journal {
         std::fs::create_dir_all(&dir)?;
         crate::fs::writeback::spool::private(&dir)?;
         let slots = Arc::new(Slots::open(&dir, owner)?);
-        Ok(Journal {
+        let journal = Journal {
             dir,
             slots,
             owner,
             seq: Arc::default(),
-        })
+        };
+        // Above every record on disk, whatever the clock says now.
+        let last = journal.every_record().map(|r| r.seq).max().unwrap_or(0);
+        journal.seq.store(last, Ordering::Relaxed);
+        Ok(journal)
     }
 
-    /// A `seq` above every one given before, in this run or an earlier one
-    /// (nanoseconds of the clock, or one more than the last).
+    /// Every record on disk, of every id and kind (slots, record files,
+    /// orphaned records).
+    fn every_record(&self) -> impl Iterator<Item = PendingUpload> {
+        let inline = self.slots.all().into_iter().map(|s| s.record);
+        let files = self.read_all("json").into_iter().chain(self.orphaned());
+        files.chain(inline)
+    }
+
+    /// A `seq` above every one given before or found on disk (nanoseconds
+    /// of the clock, or one more than the last).
     fn next_seq(&self) -> u64 {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -143,13 +161,14 @@ impl Journal {
             if self.record_inline(p, &held.data)? {
                 return Ok(());
             }
-            if !self.owner {
-                // Its bytes stay in the slot (restored at the next start);
-                // the spool file, if there, is made durable as well.
-                if let Ok(spool) = std::fs::File::open(&p.spool) {
-                    spool.sync_all()?;
-                }
-                return self.write_record_file(p);
+            // It no longer fits a slot, or another process writes: the
+            // record file names the spool file, made durable first (the
+            // daemon's spool holds the bytes; another process leaves
+            // them in the slot too).
+            match std::fs::File::open(&p.spool) {
+                Ok(spool) => spool.sync_all()?,
+                Err(e) if self.owner => return Err(e),
+                Err(_) => {}
             }
         }
         self.record_spooled(p)
@@ -158,17 +177,39 @@ impl Journal {
     /// Before serving, after a crash: each inline record's bytes are
     /// written back to its spool file (fsynced), the last closed version,
     /// which the rest of recovery then reads like any spool.
-    /// Returns how many were restored; one that cannot be is logged, and
-    /// recovery then sets its record aside as orphaned.
-    pub fn restore_inline(&self) -> usize {
-        let restore = |slot: &super::slots::SlotRecord| {
-            let done = write_private(&slot.record.spool, &slot.data);
-            if let Err(e) = &done {
-                tracing::error!(path = ?slot.record.display_path, error = %e, "cannot restore a file's bytes kept in the journal");
+    /// A slot that a later record file of the daemon's outdates (the file
+    /// outgrew its slot; the crash came before the slot was cleared) is
+    /// cleared instead: that record's bytes are in its fsynced spool.
+    /// Each spool is written whole (temp file, rename) or not at all.
+    /// Returns how many were restored and the ids that could not be:
+    /// recovery leaves those pending, their bytes still in the journal.
+    pub fn restore_inline(&self) -> (usize, HashSet<String>) {
+        let files: HashMap<String, PendingUpload> = self
+            .read_all("json")
+            .into_iter()
+            .map(|r| (r.id.clone(), r))
+            .collect();
+        let (mut restored, mut failed) = (0, HashSet::new());
+        for slot in self.slots.all() {
+            let rec = &slot.record;
+            let outdated = files
+                .get(&rec.id)
+                .is_some_and(|f| f.seq > rec.seq && !f.bytes_in_slot);
+            if outdated {
+                self.slots.remove(&rec.id);
+                continue;
             }
-            done.is_ok()
-        };
-        self.slots.all().iter().filter(|s| restore(s)).count()
+            let tmp = rec.spool.with_extension("restoring");
+            match write_private(&tmp, &slot.data).and_then(|()| std::fs::rename(&tmp, &rec.spool)) {
+                Ok(()) => restored += 1,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    tracing::error!(path = ?rec.display_path, error = %e, "cannot restore a file's bytes kept in the journal; left pending");
+                    failed.insert(rec.id.clone());
+                }
+            }
+        }
+        (restored, failed)
     }
 
     fn path(&self, id: &str) -> PathBuf {
@@ -180,26 +221,29 @@ impl Journal {
     /// the same id. fdatasync suffices for a new file's bytes and length;
     /// the directory's fsync makes the name durable.
     pub fn record_spooled(&self, p: &PendingUpload) -> std::io::Result<()> {
-        self.write_record_file(p)?;
-        if self.owner {
-            self.slots.remove(&p.id);
-        }
-        Ok(())
-    }
-
-    fn write_record_file(&self, p: &PendingUpload) -> std::io::Result<()> {
-        let p = self.sequenced(p);
+        let p = PendingUpload {
+            bytes_in_slot: !self.owner && self.slots.get(&p.id).is_some(),
+            ..self.sequenced(p)
+        };
         let tmp = self.dir.join(format!("{}.tmp", p.id));
         write_private(
             &tmp,
             &serde_json::to_vec_pretty(&p).map_err(std::io::Error::other)?,
         )?;
         std::fs::rename(&tmp, self.path(&p.id))?;
-        std::fs::File::open(&self.dir)?.sync_all()
+        std::fs::File::open(&self.dir)?.sync_all()?;
+        if self.owner {
+            self.slots.remove(&p.id);
+        }
+        Ok(())
     }
 
+    /// Forgets a record. Another process than the daemon leaves slots
+    /// alone: the daemon may be reusing them.
     pub fn remove(&self, id: &str) {
-        self.slots.remove(id);
+        if self.owner {
+            self.slots.remove(id);
+        }
         let _ = std::fs::remove_file(self.path(id));
     }
 
@@ -208,14 +252,9 @@ impl Journal {
     }
 
     /// Sets aside a record whose spool file is gone: it can never upload,
-    /// so it is not retried; `bridgefs pending` lists and drops it.
+    /// so it is not retried; `bridgefs pending` lists and drops it. Only
+    /// a record file: a slot holds the bytes themselves, never orphaned.
     pub fn mark_orphaned(&self, id: &str) -> std::io::Result<()> {
-        if let Some(held) = self.slots.get(id) {
-            let json = serde_json::to_vec_pretty(&held.record).map_err(std::io::Error::other)?;
-            write_private(&self.orphan_path(id), &json)?;
-            self.slots.remove(id);
-            return Ok(());
-        }
         std::fs::rename(self.path(id), self.orphan_path(id))
     }
 
@@ -256,7 +295,7 @@ impl Journal {
     /// Every record on disk (unreadable ones are logged and skipped); of
     /// two of one id, the later.
     pub fn pending(&self) -> Vec<PendingUpload> {
-        let mut latest: std::collections::HashMap<String, PendingUpload> = Default::default();
+        let mut latest: HashMap<String, PendingUpload> = Default::default();
         let inline = self.slots.all().into_iter().map(|s| s.record);
         for rec in self.read_all("json").into_iter().chain(inline) {
             match latest.get(&rec.id) {
@@ -326,6 +365,7 @@ pub(in crate::fs::writeback) mod tests {
             refused: None,
             local_only: false,
             seq: 0,
+            bytes_in_slot: false,
         }
     }
 
@@ -387,7 +427,7 @@ pub(in crate::fs::writeback) mod tests {
         let reopened = Journal::open_owned(dir.path()).unwrap();
         assert_eq!(unsequenced(reopened.pending()), vec![renamed.clone()]);
         std::fs::write(&first.spool, b"newer bytes never closed").unwrap();
-        assert_eq!(reopened.restore_inline(), 1);
+        assert_eq!(reopened.restore_inline().0, 1);
         assert_eq!(std::fs::read(&first.spool).unwrap(), b"closed bytes");
         assert!(reopened.holds(&renamed, b"closed bytes"));
         assert!(!reopened.holds(&renamed, b"other bytes"));
@@ -413,7 +453,7 @@ pub(in crate::fs::writeback) mod tests {
         };
         j.record_spooled(&grown).unwrap();
         assert_eq!(unsequenced(j.pending()), vec![grown.clone()]);
-        assert_eq!(j.restore_inline(), 0, "the inline copy is gone");
+        assert_eq!(j.restore_inline().0, 0, "the inline copy is gone");
         // A crash between writing one and removing the other leaves both:
         // the later counts.
         let later = PendingUpload {
@@ -442,9 +482,62 @@ pub(in crate::fs::writeback) mod tests {
         let pending = restarted.pending();
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].refused, None, "the later record counts");
-        assert_eq!(restarted.restore_inline(), 1);
+        assert_eq!(restarted.restore_inline().0, 1);
         assert_eq!(std::fs::read(&refused.spool).unwrap(), b"kept bytes");
         restarted.remove("e5");
         assert!(Journal::open(dir.path()).unwrap().pending().is_empty());
+    }
+
+    #[test]
+    fn a_slot_outdated_by_a_later_record_file_never_overwrites_the_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open_owned(dir.path()).unwrap();
+        let rec = rec(dir.path(), "f6");
+        assert!(j.record_inline(&rec, b"small, closed first").unwrap());
+        let old = j.slots.get("f6").unwrap().record;
+        // The file grew past a slot and was closed again: its fsynced spool
+        // and a record file; then a crash before the old slot was cleared.
+        std::fs::write(&rec.spool, b"grown, closed last").unwrap();
+        j.record_spooled(&rec).unwrap();
+        assert!(j.slots.write(&old, b"small, closed first").unwrap());
+        let restarted = Journal::open_owned(dir.path()).unwrap();
+        assert_eq!(restarted.restore_inline(), (0, HashSet::new()));
+        assert_eq!(std::fs::read(&rec.spool).unwrap(), b"grown, closed last");
+        assert!(
+            restarted.slots.all().is_empty(),
+            "the outdated slot is cleared"
+        );
+        assert_eq!(unsequenced(restarted.pending()), vec![rec]);
+    }
+
+    #[test]
+    fn a_restore_that_fails_leaves_the_bytes_in_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open_owned(dir.path()).unwrap();
+        let rec = PendingUpload {
+            spool: dir.path().join("no such dir/g7"),
+            ..rec(dir.path(), "g7")
+        };
+        assert!(j.record_inline(&rec, b"only here").unwrap());
+        let (restored, failed) = Journal::open_owned(dir.path()).unwrap().restore_inline();
+        assert_eq!((restored, failed), (0, HashSet::from(["g7".to_string()])));
+        assert!(j.mark_orphaned("g7").is_err(), "a slot is never set aside");
+        let again = Journal::open_owned(dir.path()).unwrap();
+        assert_eq!(again.slots.get("g7").unwrap().data, b"only here");
+    }
+
+    #[test]
+    fn another_process_removes_no_slot_and_sequences_past_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let daemon = Journal::open_owned(dir.path()).unwrap();
+        let future = PendingUpload {
+            seq: u64::MAX / 2,
+            ..rec(dir.path(), "h8")
+        };
+        assert!(daemon.slots.write(&future, b"x").unwrap());
+        let cli = Journal::open(dir.path()).unwrap();
+        assert!(cli.next_seq() > u64::MAX / 2, "above what is on disk");
+        cli.remove("h8");
+        assert_eq!(Journal::open(dir.path()).unwrap().pending().len(), 1);
     }
 }

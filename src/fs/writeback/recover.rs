@@ -14,7 +14,7 @@ impl BridgeFs {
     pub async fn recover(&self) -> (usize, usize) {
         // Inline bytes back into their spool files first: from here on a
         // record's bytes are in the file it names.
-        let restored = self.writeback.journal.restore_inline();
+        let (restored, unrestored) = self.writeback.journal.restore_inline();
         if restored > 0 {
             tracing::info!(
                 files = restored,
@@ -30,6 +30,10 @@ impl BridgeFs {
         }
         let (mut done, mut left) = (0, 0);
         for rec in pending {
+            if unrestored.contains(&rec.id) {
+                left += 1; // its bytes stay in the journal for the next start
+                continue;
+            }
             if !rec.spool.exists() {
                 self.set_aside_orphan(&rec);
                 continue;

@@ -194,7 +194,8 @@ impl Slots {
     /// The record the id's slot holds, if any.
     pub fn get(&self, id: &str) -> Option<SlotRecord> {
         let slot = *self.map.lock().by_id.get(id)?;
-        self.read_slot(slot)
+        // Read after the lock: the slot may have moved on meanwhile.
+        self.read_slot(slot).filter(|r| r.record.id == id)
     }
 
     /// Every record the slots hold.
