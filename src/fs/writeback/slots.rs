@@ -51,7 +51,7 @@ pub struct Slots {
 #[derive(Default)]
 struct SlotMap {
     /// Record id → its slot.
-    by_id: HashMap<String, usize>,
+    by_id: HashMap<String, (usize, u64)>,
     free: Vec<usize>,
     /// Slots the file has room for.
     len: usize,
@@ -115,8 +115,11 @@ impl Slots {
             }
         }
         let mut map = self.map.lock();
-        map.by_id = latest.into_iter().map(|(id, (_, s))| (id, s)).collect();
-        let held: std::collections::HashSet<usize> = map.by_id.values().copied().collect();
+        map.by_id = latest
+            .into_iter()
+            .map(|(id, (seq, s))| (id, (s, seq)))
+            .collect();
+        let held: std::collections::HashSet<usize> = map.by_id.values().map(|v| v.0).collect();
         map.free = (0..len).rev().filter(|s| !held.contains(s)).collect();
         drop(map);
         stale
@@ -140,14 +143,26 @@ impl Slots {
             .file
             .write_all_at(&encode(&json, data), (slot * SLOT) as u64)
             .and_then(|()| self.file.sync_data());
-        let mut map = self.map.lock();
         if let Err(e) = written {
-            map.free.push(slot);
+            // The bytes may have reached the slot: unmade before reuse.
+            self.clear(slot);
             return Err(e);
         }
-        let old = map.by_id.insert(record.id.clone(), slot);
+        let mut map = self.map.lock();
+        // Two writes of one id at once (the SIGTERM pass and an upload):
+        // the later record stays, whichever finishes first.
+        if map
+            .by_id
+            .get(&record.id)
+            .is_some_and(|&(_, seq)| seq > record.seq)
+        {
+            drop(map);
+            self.clear(slot);
+            return Ok(true);
+        }
+        let old = map.by_id.insert(record.id.clone(), (slot, record.seq));
         drop(map);
-        if let Some(old) = old {
+        if let Some((old, _)) = old {
             self.clear(old);
         }
         Ok(true)
@@ -176,7 +191,7 @@ impl Slots {
     /// cleared slot, which sits in the page cache).
     pub fn remove(&self, id: &str) -> bool {
         let slot = self.map.lock().by_id.remove(id);
-        slot.inspect(|s| self.clear(*s)).is_some()
+        slot.inspect(|(s, _)| self.clear(*s)).is_some()
     }
 
     fn clear(&self, slot: usize) {
@@ -193,14 +208,14 @@ impl Slots {
 
     /// The record the id's slot holds, if any.
     pub fn get(&self, id: &str) -> Option<SlotRecord> {
-        let slot = *self.map.lock().by_id.get(id)?;
+        let (slot, _) = *self.map.lock().by_id.get(id)?;
         // Read after the lock: the slot may have moved on meanwhile.
         self.read_slot(slot).filter(|r| r.record.id == id)
     }
 
     /// Every record the slots hold.
     pub fn all(&self) -> Vec<SlotRecord> {
-        let held: Vec<usize> = self.map.lock().by_id.values().copied().collect();
+        let held: Vec<usize> = self.map.lock().by_id.values().map(|v| v.0).collect();
         held.into_iter().filter_map(|s| self.read_slot(s)).collect()
     }
 
@@ -281,9 +296,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let slots = Slots::open(dir.path(), true).unwrap();
         assert!(slots.write(&rec("a"), b"v1").unwrap());
-        let first = *slots.map.lock().by_id.get("a").unwrap();
+        let (first, _) = *slots.map.lock().by_id.get("a").unwrap();
         assert!(slots.write(&rec("a"), b"v2").unwrap());
-        let second = *slots.map.lock().by_id.get("a").unwrap();
+        let (second, _) = *slots.map.lock().by_id.get("a").unwrap();
         assert_ne!(first, second, "never overwritten in place");
         // Tear the live slot: one byte of its data changes.
         let at = (second * SLOT + HEADER + 5) as u64;
@@ -320,6 +335,20 @@ mod tests {
             Slots::open(dir.path(), true).unwrap().all().is_empty(),
             "nothing comes back"
         );
+    }
+
+    #[test]
+    fn of_two_writes_of_one_id_the_later_record_stays_whichever_ends_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let slots = Slots::open(dir.path(), true).unwrap();
+        assert!(slots
+            .write(&PendingUpload { seq: 9, ..rec("a") }, b"later")
+            .unwrap());
+        assert!(slots
+            .write(&PendingUpload { seq: 5, ..rec("a") }, b"earlier")
+            .unwrap());
+        assert_eq!(slots.get("a").unwrap().data, b"later");
+        assert_eq!(Slots::open(dir.path(), true).unwrap().all().len(), 1);
     }
 
     #[test]
