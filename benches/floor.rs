@@ -76,7 +76,7 @@ fn main() {
     let mut rows = default_items();
     let mut lines = Vec::new();
     if selected("9.") {
-        println!("9. the kernel's share of items 4-6");
+        println!("9. the kernel's share of items 3-6");
         lines.extend(share::kernel_share(&setup::Bench::new(), &rows));
     }
     if big::enabled() {

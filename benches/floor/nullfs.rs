@@ -1,6 +1,6 @@
 //! The kernel's own price for a FUSE request: a filesystem that answers
-//! every request at once from memory (any name is a 4 KiB file, and
-//! `new…` directories keep what is created in them),
+//! every request at once from memory (any name is a 4 KiB file, a `big…`
+//! name a 256 MiB one, and `new…` directories keep what is created in them),
 //! mounted like the daemon's mount (same thread count, `default_permissions`,
 //! the same open flags) and served, like the daemon, by a process of its
 //! own (this bench binary run again: a switch between two processes costs
@@ -27,6 +27,12 @@ use fuser::{
 /// The one file the latency rows use.
 pub const FILE: &str = "f";
 const SIZE: usize = 4096;
+/// Names under the root starting so are files of `BIG_SIZE` bytes (item
+/// 9's large read).
+pub const BIG: &str = "big";
+pub const BIG_SIZE: u64 = 256 << 20;
+/// The largest read the kernel sends (`max_pages`: 256 pages).
+const MAX_READ: usize = 1 << 20;
 const TTL: Duration = Duration::from_secs(600);
 /// As many request threads as the daemon runs.
 const THREADS: usize = 4;
@@ -50,10 +56,10 @@ fn ino_of(parent: u64, name: &str) -> u64 {
     h.finish() | (1 << 63)
 }
 
-fn attr(ino: u64, kind: FileType) -> FileAttr {
-    let (perm, size, nlink) = match kind {
-        FileType::Directory => (0o755, 0, 2),
-        _ => (0o644, SIZE as u64, 1),
+fn attr(ino: u64, kind: FileType, size: u64) -> FileAttr {
+    let (perm, nlink) = match kind {
+        FileType::Directory => (0o755, 2),
+        _ => (0o644, 1),
     };
     FileAttr {
         ino: INodeNo(ino),
@@ -77,7 +83,12 @@ fn attr(ino: u64, kind: FileType) -> FileAttr {
 impl NullFs {
     /// Hands out (and remembers) the inode of `name` in `parent`.
     fn entry(&self, parent: u64, name: &str, kind: FileType) -> FileAttr {
-        let a = attr(ino_of(parent, name), kind);
+        let size = match kind {
+            FileType::Directory => 0,
+            _ if parent == 1 && name.starts_with(BIG) => BIG_SIZE,
+            _ => SIZE as u64,
+        };
+        let a = attr(ino_of(parent, name), kind, size);
         self.inodes.lock().unwrap().insert(a.ino.0, a);
         a
     }
@@ -111,7 +122,7 @@ impl Filesystem for NullFs {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let known = self.inodes.lock().unwrap().get(&ino.0).copied();
-        reply.attr(&TTL, &known.unwrap_or(attr(ino.0, FileType::Directory)));
+        reply.attr(&TTL, &known.unwrap_or(attr(ino.0, FileType::Directory, 0)));
     }
 
     fn getxattr(
@@ -148,7 +159,7 @@ impl Filesystem for NullFs {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
         size: u32,
@@ -156,9 +167,11 @@ impl Filesystem for NullFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        static BYTES: [u8; SIZE] = [7; SIZE];
-        let from = (offset as usize).min(SIZE);
-        reply.data(&BYTES[from..(from + size as usize).min(SIZE)]);
+        static BYTES: [u8; MAX_READ] = [0; MAX_READ];
+        let known = self.inodes.lock().unwrap().get(&ino.0).map(|a| a.size);
+        let end = known.unwrap_or(0).min(offset + u64::from(size));
+        let len = end.saturating_sub(offset) as usize;
+        reply.data(&BYTES[..len.min(MAX_READ)]);
     }
 
     fn write(
