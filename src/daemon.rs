@@ -189,7 +189,7 @@ pub fn run(config: Config, mountpoint: &Path, config_path: Option<&Path>) -> Res
     let wait = config.cache.shutdown_wait;
     let deadline = std::time::Instant::now() + wait;
     let stop = rt.block_on(async {
-        let stop = serve_until_stop(&mut signals, ended_rx, &fs).await;
+        let stop = serve_until_stop(&mut signals, ended_rx, &fs, &http).await;
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         // Journal first: whatever happens next, nothing closed is lost.
         fs.journal_dirty();
@@ -306,12 +306,13 @@ async fn serve_until_stop(
     signals: &mut Signals,
     mut ended: tokio::sync::oneshot::Receiver<Option<String>>,
     fs: &Arc<BridgeFs>,
+    http: &HttpClient,
 ) -> Stop {
     loop {
         tokio::select! {
             _ = signals.term.recv() => { tracing::info!("SIGTERM: unmounting"); return Stop::Signal; }
             _ = signals.int.recv() => { tracing::info!("SIGINT: unmounting"); return Stop::Signal; }
-            _ = signals.hup.recv() => { tracing::info!("SIGHUP: dropping cached metadata and content, retrying refused uploads"); fs.refresh(); fs.retry_refused(); }
+            _ = signals.hup.recv() => { tracing::info!("SIGHUP: dropping cached metadata and content, retrying refused uploads"); fs.refresh(); http.release_buffers(); fs.retry_refused(); }
             failure = &mut ended => {
                 return match failure.ok().flatten() {
                     Some(e) => Stop::SessionFailed(e),

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use parking_lot::Mutex;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
@@ -17,6 +17,7 @@ use url::Url;
 
 use crate::remote::transfer::Tracker;
 
+use super::buffers::{BufferPool, Download};
 use super::error::{RemoteError, RemoteResult};
 use super::transfer::Transfers;
 
@@ -207,6 +208,7 @@ pub struct HttpClient {
     policy: RetryPolicy,
     stats: Arc<Mutex<BTreeMap<&'static str, EndpointStats>>>,
     transfers: Transfers,
+    buffers: Arc<BufferPool>,
 }
 
 impl HttpClient {
@@ -222,6 +224,7 @@ impl HttpClient {
             policy,
             stats: Arc::default(),
             transfers: Transfers::default(),
+            buffers: Arc::default(),
         })
     }
 
@@ -232,6 +235,11 @@ impl HttpClient {
 
     pub fn policy(&self) -> &RetryPolicy {
         &self.policy
+    }
+
+    /// Lets go of the idle download buffers (SIGHUP).
+    pub fn release_buffers(&self) {
+        self.buffers.clear();
     }
 
     /// A snapshot of the per-endpoint counters.
@@ -497,7 +505,13 @@ impl HttpClient {
                 } else {
                     offset
                 };
-                read_window(resp, skip, len).await?
+                read_window(
+                    resp,
+                    self.buffers.take(len.min(16 << 20) as usize),
+                    skip,
+                    len,
+                )
+                .await?
             }
         };
         Ok(Response {
@@ -515,11 +529,16 @@ enum Attempt {
     Final(RemoteError),
 }
 
-/// Reads `len` bytes after skipping `skip` from a streamed body, then stops.
-async fn read_window(resp: reqwest::Response, skip: u64, len: u64) -> Result<Bytes, Attempt> {
+/// Reads `len` bytes after skipping `skip` from a streamed body into
+/// `out`, then stops.
+async fn read_window(
+    resp: reqwest::Response,
+    mut out: Download,
+    skip: u64,
+    len: u64,
+) -> Result<Bytes, Attempt> {
     let mut stream = resp.bytes_stream();
     let mut skipped = 0u64;
-    let mut out = BytesMut::with_capacity(len.min(16 << 20) as usize);
     while (out.len() as u64) < len {
         let Some(chunk) = stream.next().await else {
             break;

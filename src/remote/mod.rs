@@ -3,6 +3,7 @@
 //! (`shared/API-CONTRACT.md`) and return its objects.
 
 pub mod backoffice;
+pub mod buffers;
 pub mod error;
 pub mod files;
 pub mod http;
