@@ -2,6 +2,12 @@
 //! with adaptive read-ahead. Sequential reads widen the window (several
 //! block requests in flight at once); a random read fetches exactly the
 //! bytes asked for and does not touch the cache.
+//!
+//! A whole block read whole by a sequential reader leaves the cache then:
+//! the kernel's page cache holds it now (readers open with
+//! `FOPEN_KEEP_CACHE`), so a stream holds no more than its read-ahead
+//! window here, and its buffers go back to the download pool for the next
+//! blocks instead of costing fresh memory.
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -84,6 +90,20 @@ pub struct BlockCacheStats {
 struct Inner {
     lru: LruCache<BlockId, Bytes>,
     inflight: HashMap<BlockId, Fetch>,
+    /// Blocks lately let go of once delivered: read-ahead does not fetch
+    /// them again (the kernel sends reads in parallel, so the one for a
+    /// block can start after the next block was delivered).
+    delivered: LruCache<BlockId, ()>,
+}
+
+/// How many delivered blocks are remembered: a few read-ahead windows.
+const DELIVERED_REMEMBERED: usize = 64;
+
+impl Inner {
+    /// Whether read-ahead needs to start `id`.
+    fn wanted_ahead(&self, id: &BlockId) -> bool {
+        !(self.lru.contains(id) || self.inflight.contains_key(id) || self.delivered.contains(id))
+    }
 }
 
 impl BlockCache {
@@ -93,6 +113,9 @@ impl BlockCache {
             inner: Mutex::new(Inner {
                 lru: LruCache::new(blocks),
                 inflight: HashMap::new(),
+                delivered: LruCache::new(
+                    NonZeroUsize::new(DELIVERED_REMEMBERED).expect("non-zero"),
+                ),
             }),
             hits: Default::default(),
             misses: Default::default(),
@@ -177,7 +200,18 @@ impl BlockCache {
         let last = (end - 1) / BLOCK;
         let last_block = (size - 1) / BLOCK;
         // Start the read-ahead first so it runs while we wait.
-        for idx in (last + 1)..=(last + readahead).min(last_block) {
+        let ahead = (last + 1)..=(last + readahead).min(last_block);
+        let id = |idx| (src.ino, src.version, idx);
+        let wanted: Vec<u64> = {
+            let mut inner = self.inner.lock();
+            // A read of a block already delivered: the kernel no longer has
+            // its pages, nor likely those after it; fetch them again.
+            if (first..=last).any(|i| inner.delivered.pop(&id(i)).is_some()) {
+                ahead.clone().for_each(|i| _ = inner.delivered.pop(&id(i)));
+            }
+            ahead.filter(|&i| inner.wanted_ahead(&id(i))).collect()
+        };
+        for idx in wanted {
             let f = self.block(src, idx);
             tokio::spawn(async move {
                 let _ = f.await;
@@ -185,7 +219,26 @@ impl BlockCache {
         }
         let fetches: Vec<Fetch> = (first..=last).map(|i| self.block(src, i)).collect();
         let blocks = futures::future::try_join_all(fetches).await?;
+        self.let_go_of_delivered(src, offset, end);
         Ok(assemble(&blocks, first, offset, end))
+    }
+
+    /// Drops the whole blocks a sequential read covers whole: they are
+    /// being handed to the kernel's page cache. Blocks shorter than a
+    /// whole one (a small file, a file's tail) stay, as a read that covers
+    /// part of a block may still be followed by one of the rest.
+    fn let_go_of_delivered(&self, src: &Source<'_>, offset: u64, end: u64) {
+        let first_whole = offset.div_ceil(BLOCK);
+        let end_whole = end.min(src.size) / BLOCK;
+        if first_whole >= end_whole {
+            return;
+        }
+        let mut inner = self.inner.lock();
+        for idx in first_whole..end_whole {
+            let id = (src.ino, src.version, idx);
+            inner.lru.pop(&id);
+            inner.delivered.put(id, ());
+        }
     }
 
     /// The bytes of a read, if memory already holds them and every block of
@@ -208,24 +261,27 @@ impl BlockCache {
         let mut inner = self.inner.lock();
         let ahead = (last + 1)..=(last + pattern.unwrap_or(0)).min(last_block);
         let id = |idx| (src.ino, src.version, idx);
-        if !ahead
-            .into_iter()
-            .all(|i| inner.lru.contains(&id(i)) || inner.inflight.contains_key(&id(i)))
-        {
+        if ahead.into_iter().any(|i| inner.wanted_ahead(&id(i))) {
             return None;
         }
         let mut blocks = Vec::with_capacity((last - first + 1) as usize);
         for idx in first..=last {
             blocks.push(inner.lru.get(&id(idx))?.clone());
         }
+        drop(inner);
         self.hits
             .fetch_add(last - first + 1, std::sync::atomic::Ordering::Relaxed);
+        if pattern.is_some() {
+            self.let_go_of_delivered(src, offset, end);
+        }
         Some(assemble(&blocks, first, offset, end))
     }
 
     /// Drops every block (SIGHUP).
     pub fn clear(&self) {
-        self.inner.lock().lru.clear();
+        let mut inner = self.inner.lock();
+        inner.lru.clear();
+        inner.delivered.clear();
     }
 }
 

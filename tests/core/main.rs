@@ -165,6 +165,47 @@ async fn a_second_read_is_served_from_cached_blocks() {
     );
 }
 
+/// A stream holds only its read-ahead in the daemon: each whole block it
+/// has read whole is now in the kernel's page cache and leaves the block
+/// cache; the short tail block stays, and so does a block read in part.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_streamed_read_lets_go_of_the_whole_blocks_it_has_read() {
+    const MIB: u64 = 1 << 20;
+    let size = 3 * MIB + 100;
+    let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    let c = core_with(&[("stream.bin", &body)]).await;
+    let ino = c.fs.lookup(c.top, "stream.bin").await.unwrap().ino;
+    let fh = c.fs.open_cached(ino, libc::O_RDONLY, PID).unwrap().unwrap();
+    let mut read = Vec::new();
+    for at in (0..size).step_by(MIB as usize) {
+        read.extend_from_slice(&c.fs.read(ino, fh, at, MIB as u32).await.unwrap());
+    }
+    assert!(read == body, "the stream reads the file's bytes");
+    let stats = c.fs.block_cache_stats();
+    assert_eq!((stats.blocks, stats.bytes), (1, 100), "only the tail stays");
+    assert_eq!(stats.misses, 4, "each block fetched once");
+
+    let tail = c.fs.read_cached(ino, fh, 3 * MIB, 100);
+    let tail = tail.expect("the tail is in memory").unwrap();
+    assert_eq!(&tail[..], &body[3 * MIB as usize..]);
+    assert!(c.fs.release_cached(ino, fh));
+
+    let fh = c.fs.open_cached(ino, libc::O_RDONLY, PID).unwrap().unwrap();
+    assert!(
+        c.fs.read_cached(ino, fh, 0, 4096).is_none(),
+        "a let-go block is not in memory"
+    );
+    let part = c.fs.read(ino, fh, 0, 4096).await.unwrap();
+    assert_eq!(&part[..], &body[..4096]);
+    assert!(c.fs.release_cached(ino, fh));
+    // A first read elsewhere than at 0 is a random one: memory or nothing.
+    let fh = c.fs.open_cached(ino, libc::O_RDONLY, PID).unwrap().unwrap();
+    let rest = c.fs.read_cached(ino, fh, 4096, 4096);
+    let rest = rest.expect("a block read in part stays").unwrap();
+    assert_eq!(&rest[..], &body[4096..8192]);
+    assert!(c.fs.release_cached(ino, fh));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_written_file_is_uploaded_by_its_close_and_not_by_the_fast_path() {
     let c = core_with(&[]).await;
