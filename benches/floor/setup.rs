@@ -103,6 +103,7 @@ impl Bench {
             metadata_ttl: ttl,
             call_deadline: deadline,
             extra_toml: extra,
+            log_filter: "info",
             ..MountOptions::default()
         };
         let m = Mount::start_with(&self.emu, opts);

@@ -92,6 +92,9 @@ pub struct MountOptions {
     pub call_deadline: &'static str,
     /// Appended to the config (e.g. a `[metrics]` table).
     pub extra_toml: String,
+    /// `BRIDGEFS_LOG` of the daemon: debug lines for tests to read; the
+    /// benchmark runs the daemon at the level users get by default.
+    pub log_filter: &'static str,
 }
 
 impl Default for MountOptions {
@@ -102,6 +105,7 @@ impl Default for MountOptions {
             shutdown_wait: "20s",
             call_deadline: "20s",
             extra_toml: String::new(),
+            log_filter: "info,bridgefs=debug",
         }
     }
 }
@@ -113,6 +117,7 @@ pub struct Mount {
     pub config: PathBuf,
     child: Option<Child>,
     log: PathBuf,
+    log_filter: &'static str,
 }
 
 fn bin() -> String {
@@ -153,6 +158,7 @@ impl Mount {
             config,
             child: None,
             log,
+            log_filter: opts.log_filter,
         };
         m.spawn();
         m
@@ -169,7 +175,7 @@ impl Mount {
             .args(["mount", "--config"])
             .arg(&self.config)
             .arg(&self.mountpoint)
-            .env("BRIDGEFS_LOG", "info,bridgefs=debug")
+            .env("BRIDGEFS_LOG", self.log_filter)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
