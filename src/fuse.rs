@@ -99,15 +99,26 @@ fn to_file_attr(a: &Attr, owner: Owner) -> FileAttr {
 
 /// The process (thread group) a request comes from: FUSE gives the thread,
 /// and "a flush from another process" must not mean "another thread".
+/// `Tgid:` is within the first lines of `/proc/TID/status`: one read of
+/// them (asked at every create, open for writing and flush) instead of
+/// reading the whole file in growing chunks.
 fn process_of(req: &Request) -> u32 {
     let tid = req.pid();
-    std::fs::read_to_string(format!("/proc/{tid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Tgid:").and_then(|v| v.trim().parse().ok()))
-        })
-        .unwrap_or(tid)
+    tgid_of(tid).unwrap_or(tid)
+}
+
+fn tgid_of(tid: u32) -> Option<u32> {
+    use std::io::Read;
+    let mut head = [0u8; 512];
+    let n = std::fs::File::open(format!("/proc/{tid}/status"))
+        .and_then(|mut f| f.read(&mut head))
+        .ok()?;
+    let text = String::from_utf8_lossy(&head[..n]);
+    // Only a whole line counts: a number cut at the buffer's end is wrong.
+    text.split_inclusive('\n')
+        .filter_map(|l| l.strip_suffix('\n'))
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 fn errno(e: &FsError) -> Errno {
@@ -814,5 +825,28 @@ fn xattr_reply(reply: ReplyXattr, size: u32, value: &[u8]) {
         reply.error(Errno::from_i32(libc::ERANGE));
     } else {
         reply.data(value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tgid_of;
+
+    #[test]
+    fn a_thread_maps_to_its_process() {
+        let pid = std::process::id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            tx.send(unsafe { libc::gettid() } as u32).unwrap();
+            wait.recv().unwrap(); // alive while its /proc entry is read
+        });
+        let tid = rx.recv().unwrap();
+        assert_ne!(tid, pid);
+        assert_eq!(tgid_of(tid), Some(pid));
+        assert_eq!(tgid_of(pid), Some(pid));
+        assert_eq!(tgid_of(u32::MAX), None);
+        done.send(()).unwrap();
+        t.join().unwrap();
     }
 }
