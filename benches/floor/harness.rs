@@ -19,10 +19,11 @@ pub fn pair_count() -> usize {
 /// Requests per endpoint template (`GET /files/api/files/{id}/download`).
 pub type Calls = BTreeMap<String, u64>;
 
-/// One timed run: wall time, and the API requests the emulator served
-/// meanwhile (none for a local floor).
+/// One timed run: wall time, the machine's busy CPU time, and the API
+/// requests the emulator served meanwhile (none for a local floor).
 pub struct Sample {
     pub time: Duration,
+    pub cpu: Duration,
     pub calls: Calls,
 }
 
@@ -30,13 +31,39 @@ pub struct Sample {
 /// done before the call (a fresh mount, a warm-up) is neither.
 pub fn timed(emu: &Emulator, work: impl FnOnce()) -> Sample {
     emu.reset_counts();
-    let start = Instant::now();
+    let (busy, start) = (machine_busy(), Instant::now());
     work();
     let time = start.elapsed();
     Sample {
         time,
+        cpu: machine_busy().saturating_sub(busy),
         calls: emu.counts(),
     }
+}
+
+/// CPU time the whole machine has spent busy so far (every process and
+/// the kernel: user, nice, system, irq, softirq, steal; `/proc/stat`, in
+/// clock ticks of 10 ms). Over a run it is the work the run cost, whoever
+/// did it: the emulator, the daemon, the kernel, the reading program.
+pub fn machine_busy() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: u64 = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .enumerate()
+        .filter(|(i, _)| matches!(i, 0 | 1 | 2 | 5 | 6 | 7))
+        .filter_map(|(_, v)| v.parse::<u64>().ok())
+        .sum();
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_nanos(ticks * 1_000_000_000 / hz)
+}
+
+/// Cores this machine runs on: at most this many CPU-seconds per second.
+pub fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
 }
 
 /// How a row shows its figures: a whole run in ms, or per operation.
@@ -64,6 +91,9 @@ pub struct Row {
     pub ratio: f64,
     pub floor_calls: Calls,
     pub mount_calls: Calls,
+    /// Medians of the machine's busy CPU time per run, in seconds.
+    pub floor_cpu: f64,
+    pub mount_cpu: f64,
 }
 
 /// Runs `floor` and `mount` alternately, `pair_count()` times each (so
@@ -88,6 +118,7 @@ pub fn pairs(
         m.push(b);
     }
     let secs = |s: &[Sample]| median(s.iter().map(|x| x.time.as_secs_f64()).collect());
+    let cpu = |s: &[Sample]| median(s.iter().map(|x| x.cpu.as_secs_f64()).collect());
     let ratios = f.iter().zip(&m).map(|(a, b)| ratio(a.time, b.time));
     Row {
         work: work.to_string(),
@@ -95,6 +126,8 @@ pub fn pairs(
         floor: secs(&f),
         mount: secs(&m),
         ratio: median(ratios.collect()),
+        floor_cpu: cpu(&f),
+        mount_cpu: cpu(&m),
         floor_calls: f.pop().map(|s| s.calls).unwrap_or_default(),
         mount_calls: m.pop().map(|s| s.calls).unwrap_or_default(),
     }
@@ -132,6 +165,26 @@ pub fn print_table(rows: &[Row]) {
     for r in rows {
         let (f, m) = (show_calls(&r.floor_calls), show_calls(&r.mount_calls));
         println!("| {} | {f} | {m} |", r.work);
+    }
+    print_cpu_table(rows);
+}
+
+/// For whole-run rows: the machine's busy CPU time per run on each side,
+/// and the lowest ratio that CPU work allows: on `cores()` cores a run
+/// lasts at least its CPU time / cores.
+fn print_cpu_table(rows: &[Row]) {
+    println!(
+        "\n| work | floor CPU busy | mount CPU busy | mount CPU / ({} cores × floor) |\n|---|---|---|---|",
+        cores()
+    );
+    for r in rows.iter().filter(|r| matches!(r.unit, Unit::Ms)) {
+        println!(
+            "| {} | {:.0} ms | {:.0} ms | {:.2} |",
+            r.work,
+            r.floor_cpu * 1e3,
+            r.mount_cpu * 1e3,
+            r.mount_cpu / (cores() * r.floor)
+        );
     }
 }
 

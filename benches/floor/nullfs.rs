@@ -263,6 +263,9 @@ impl NullMount {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        // The daemon raises its mount's read-ahead; so does this mount, or
+        // a large read would arrive as 128 KiB requests here and 1 MiB there.
+        bridgefs::service::readahead::raise(m.dir.path());
         m
     }
 
