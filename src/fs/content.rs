@@ -69,6 +69,13 @@ pub struct Source<'a> {
     pub size: u64,
 }
 
+impl Source<'_> {
+    /// The cache key of its block `idx`.
+    fn block_id(&self, idx: u64) -> BlockId {
+        (self.ino, self.version, idx)
+    }
+}
+
 /// Blocks of content keyed by inode, content version and block index.
 pub struct BlockCache {
     inner: Mutex<Inner>,
@@ -139,11 +146,10 @@ impl BlockCache {
         let Source {
             backend,
             entry,
-            ino,
-            version,
             size,
+            ..
         } = *src;
-        let id = (ino, version, idx);
+        let id = src.block_id(idx);
         let mut inner = self.inner.lock();
         use std::sync::atomic::Ordering::Relaxed;
         if let Some(b) = inner.lru.get(&id) {
@@ -201,7 +207,7 @@ impl BlockCache {
         let last_block = (size - 1) / BLOCK;
         // Start the read-ahead first so it runs while we wait.
         let ahead = (last + 1)..=(last + readahead).min(last_block);
-        let id = |idx| (src.ino, src.version, idx);
+        let id = |idx| src.block_id(idx);
         let wanted: Vec<u64> = {
             let mut inner = self.inner.lock();
             // A read of a block already delivered: the kernel no longer has
@@ -235,7 +241,7 @@ impl BlockCache {
         }
         let mut inner = self.inner.lock();
         for idx in first_whole..end_whole {
-            let id = (src.ino, src.version, idx);
+            let id = src.block_id(idx);
             inner.lru.pop(&id);
             inner.delivered.put(id, ());
         }
@@ -260,7 +266,7 @@ impl BlockCache {
         let last_block = (size - 1) / BLOCK;
         let mut inner = self.inner.lock();
         let ahead = (last + 1)..=(last + pattern.unwrap_or(0)).min(last_block);
-        let id = |idx| (src.ino, src.version, idx);
+        let id = |idx| src.block_id(idx);
         if ahead.into_iter().any(|i| inner.wanted_ahead(&id(i))) {
             return None;
         }
