@@ -31,21 +31,26 @@ pub struct Sample {
 /// done before the call (a fresh mount, a warm-up) is neither.
 pub fn timed(emu: &Emulator, work: impl FnOnce()) -> Sample {
     emu.reset_counts();
-    let (busy, start) = (machine_busy(), Instant::now());
-    work();
-    let time = start.elapsed();
+    let (time, cpu) = clocked(work);
     Sample {
         time,
-        cpu: machine_busy().saturating_sub(busy),
+        cpu,
         calls: emu.counts(),
     }
+}
+
+/// The wall time of `work` and the machine's busy CPU time meanwhile.
+pub fn clocked(work: impl FnOnce()) -> (Duration, Duration) {
+    let (busy, start) = (machine_busy(), Instant::now());
+    work();
+    (start.elapsed(), machine_busy().saturating_sub(busy))
 }
 
 /// CPU time the whole machine has spent busy so far (every process and
 /// the kernel: user, nice, system, irq, softirq, steal; `/proc/stat`, in
 /// clock ticks of 10 ms). Over a run it is the work the run cost, whoever
 /// did it: the emulator, the daemon, the kernel, the reading program.
-pub fn machine_busy() -> Duration {
+fn machine_busy() -> Duration {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let ticks: u64 = stat
         .lines()

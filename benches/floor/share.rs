@@ -7,7 +7,7 @@
 use std::ffi::{OsStr, OsString};
 use std::time::Instant;
 
-use crate::harness::{cores, machine_busy, median, pair_count, Row};
+use crate::harness::{clocked, cores, median, pair_count, Row};
 use crate::nullfs::{NullMount, BIG, BIG_SIZE, NEW_DIR};
 use crate::raw::drain;
 use crate::setup::{name, run, Bench};
@@ -53,10 +53,11 @@ pub fn kernel_share(b: &Bench, rows: &[Row]) -> Vec<String> {
     let dd = runs(|k| {
         let path = null.path(&format!("{BIG}{k}"));
         assert_eq!(std::fs::metadata(&path).unwrap().len(), BIG_SIZE);
-        let (busy, t) = (machine_busy(), Instant::now());
-        assert_eq!(drain(std::fs::File::open(&path).unwrap()), BIG_SIZE);
-        dd_cpu.push(machine_busy().saturating_sub(busy).as_secs_f64());
-        t.elapsed().as_secs_f64()
+        let (time, cpu) = clocked(|| {
+            assert_eq!(drain(std::fs::File::open(&path).unwrap()), BIG_SIZE);
+        });
+        dd_cpu.push(cpu.as_secs_f64());
+        time.as_secs_f64()
     });
     drop(null);
     let big = rows.iter().find(|r| r.work.starts_with("cold read"));
