@@ -186,14 +186,17 @@ impl BridgeFs {
                 let chunk = match backend.read(&entry, offset, len).await {
                     Ok(c) => c,
                     Err(e) => {
-                        local.discard();
+                        self.writeback.spool.recycle(local);
                         return Err(e);
                     }
                 };
                 if chunk.is_empty() {
                     break;
                 }
-                local.write_at(offset, &chunk)?;
+                if let Err(e) = local.write_at(offset, &chunk) {
+                    self.writeback.spool.recycle(local);
+                    return Err(e);
+                }
                 offset += chunk.len() as u64;
             }
             local.mark_clean();
@@ -324,7 +327,7 @@ impl BridgeFs {
             node.local = None;
             st.locals.remove(&ino);
             drop(st);
-            self.forget_spool(&local);
+            self.forget_spool(local);
             return;
         }
         if node.open_handles == 0 && local.write_error().is_some() {
@@ -332,7 +335,7 @@ impl BridgeFs {
             let dropped = self.drop_incomplete(&mut st, ino);
             drop(st);
             if let Some((spool, entry)) = dropped {
-                self.forget_spool(&spool);
+                self.forget_spool(spool);
                 self.tell_kernel(vec![entry], vec![ino]);
             }
             return;
@@ -345,15 +348,15 @@ impl BridgeFs {
                 n.content_version = version;
             }
             drop(st);
-            local.discard();
+            self.writeback.spool.recycle(local);
         }
     }
 
     /// Deletes a spool file and its journal record: disk work, so callers
     /// run it with no lock held (a slow disk must not stall other requests).
-    pub(in crate::fs) fn forget_spool(&self, local: &LocalFile) {
+    pub(in crate::fs) fn forget_spool(&self, local: Arc<LocalFile>) {
         self.writeback.journal.remove(&local.id);
-        local.discard();
+        self.writeback.spool.recycle(local);
     }
 
     /// Forgets the spool of a file whose last writes failed (the disk was

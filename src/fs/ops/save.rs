@@ -274,7 +274,7 @@ impl BridgeFs {
     /// Disk work for a file replaced by a rename, with no lock held.
     pub(in crate::fs) fn forget_replaced(&self, replaced: Unlinked) {
         match replaced {
-            Unlinked::Idle(local) => self.forget_spool(&local),
+            Unlinked::Idle(local) => self.forget_spool(local),
             Unlinked::StillOpen(local) => self.writeback.journal.remove(&local.id),
             Unlinked::NoSpool => {}
         }

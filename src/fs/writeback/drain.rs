@@ -12,8 +12,15 @@ use std::time::Duration;
 
 impl BridgeFs {
     /// Uploads every dirty file (SIGTERM, unmount), waiting at most `wait`;
-    /// what is left stays journaled for the next start.
+    /// what is left stays journaled for the next start. The emptied spool
+    /// files kept for reuse are deleted.
     pub async fn shutdown(self: &Arc<Self>, wait: Duration) -> usize {
+        let left = self.upload_before_exit(wait).await;
+        self.writeback.spool.remove_idle();
+        left
+    }
+
+    async fn upload_before_exit(self: &Arc<Self>, wait: Duration) -> usize {
         let dirty = self.locals_where(|n, l| !n.gone && l.dirty());
         if dirty.is_empty() {
             return 0;

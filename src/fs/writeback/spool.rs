@@ -18,10 +18,32 @@ pub fn private(dir: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
-/// The spool directory.
+/// At most this many emptied spool files wait for reuse. Creating a file
+/// is the costliest disk step of a small write on some disks (ext4
+/// allocating an inode took 15–330 µs on one machine, depending on the
+/// directory's block group), while renaming and emptying one takes about
+/// 25 µs; a copy of many small files reuses one spool file after another.
+const IDLE_FILES: usize = 16;
+
+/// The spool directory, and the emptied spool files waiting for reuse.
 #[derive(Debug, Clone)]
 pub struct Spool {
     dir: PathBuf,
+    idle: Arc<Mutex<Vec<Emptied>>>,
+}
+
+/// An empty spool file under a fresh id: no journal record names it, so
+/// a crash leaves only a leftover that start-up deletes.
+#[derive(Debug)]
+struct Emptied {
+    id: String,
+    path: PathBuf,
+    file: File,
+}
+
+/// A spool id no file of this or another run has had.
+fn fresh_id() -> String {
+    format!("{:016x}{:08x}", rand::random::<u64>(), std::process::id())
 }
 
 impl Spool {
@@ -29,7 +51,10 @@ impl Spool {
         let dir = cache_dir.join("spool");
         std::fs::create_dir_all(&dir)?;
         private(&dir)?;
-        Ok(Spool { dir })
+        Ok(Spool {
+            dir,
+            idle: Arc::default(),
+        })
     }
 
     /// Reopens the spool file of a journal record (a local-only file kept
@@ -67,9 +92,13 @@ impl Spool {
             .count()
     }
 
-    /// A new, empty spool file.
+    /// A new, empty spool file: an emptied one if any waits, else a file
+    /// created now.
     pub fn create(&self) -> FsResult<LocalFile> {
-        let id = format!("{:016x}{:08x}", rand::random::<u64>(), std::process::id());
+        if let Some(e) = self.idle.lock().pop() {
+            return Ok(LocalFile::empty(e.id, e.path, e.file));
+        }
+        let id = fresh_id();
         let path = self.dir.join(&id);
         let file = OpenOptions::new()
             .read(true)
@@ -77,21 +106,41 @@ impl Spool {
             .create_new(true)
             .mode(0o600)
             .open(&path)?;
-        Ok(LocalFile {
-            id,
-            path,
-            inner: Mutex::new(LocalState {
-                file,
-                size: 0,
-                generation: 0,
-                uploaded_generation: None,
-                journaled: false,
-                write_error: None,
-                refused: None,
-                modified: None,
-            }),
-            upload: Arc::default(),
-        })
+        Ok(LocalFile::empty(id, path, file))
+    }
+
+    /// Done with a spool file (the remote holds its bytes, or the file was
+    /// removed): renamed to a fresh id, so that nothing naming the old one
+    /// (a journal record) can ever reach it, then emptied and kept for the
+    /// next [`Spool::create`]. Deleted instead while another holder may
+    /// still read it, when enough wait already, or when either step fails.
+    pub fn recycle(&self, local: Arc<LocalFile>) {
+        let local = match Arc::try_unwrap(local) {
+            Ok(l) if self.idle.lock().len() < IDLE_FILES => l,
+            Ok(l) => return l.discard(),
+            Err(shared) => return shared.discard(),
+        };
+        let id = fresh_id();
+        let path = self.dir.join(&id);
+        let file = local.inner.into_inner().file;
+        // Renamed first: a crash before the truncation leaves a file no
+        // record names, never an emptied file a record points to.
+        let emptied = std::fs::rename(&local.path, &path).and_then(|()| file.set_len(0));
+        let mut idle = self.idle.lock();
+        if emptied.is_err() || idle.len() >= IDLE_FILES {
+            drop(idle);
+            let _ = std::fs::remove_file(&local.path);
+            let _ = std::fs::remove_file(&path);
+            return;
+        }
+        idle.push(Emptied { id, path, file });
+    }
+
+    /// Deletes the emptied files kept for reuse (at shutdown).
+    pub fn remove_idle(&self) {
+        for e in self.idle.lock().drain(..) {
+            let _ = std::fs::remove_file(&e.path);
+        }
     }
 }
 
@@ -125,6 +174,24 @@ struct LocalState {
 }
 
 impl LocalFile {
+    fn empty(id: String, path: PathBuf, file: File) -> LocalFile {
+        LocalFile {
+            id,
+            path,
+            inner: Mutex::new(LocalState {
+                file,
+                size: 0,
+                generation: 0,
+                uploaded_generation: None,
+                journaled: false,
+                write_error: None,
+                refused: None,
+                modified: None,
+            }),
+            upload: Arc::default(),
+        }
+    }
+
     pub fn size(&self) -> u64 {
         self.inner.lock().size
     }
@@ -237,5 +304,65 @@ impl LocalFile {
     /// removed).
     pub fn discard(&self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(spool: &Spool) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&spool.dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_done_spool_file_is_renamed_emptied_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let done = Arc::new(spool.create().unwrap());
+        done.write_at(0, b"old bytes").unwrap();
+        let old = done.path.clone();
+        let witness = File::open(&old).unwrap();
+        spool.recycle(done);
+        assert!(!old.exists(), "nothing naming the old id reaches it");
+        let next = spool.create().unwrap();
+        assert_ne!(next.path, old);
+        assert_eq!(files(&spool), vec![next.path.clone()]);
+        assert_eq!(
+            (next.size(), next.read_at(0, 100).unwrap()),
+            (0, Vec::new())
+        );
+        assert_eq!(std::fs::metadata(&next.path).unwrap().len(), 0);
+        next.write_at(0, b"new").unwrap();
+        let mut seen = Vec::new();
+        std::io::Read::read_to_end(&mut &witness, &mut seen).unwrap();
+        assert_eq!(seen, b"new", "the same file, reused");
+    }
+
+    #[test]
+    fn a_shared_spool_file_is_deleted_and_idle_ones_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let read_meanwhile = Arc::new(spool.create().unwrap());
+        read_meanwhile.write_at(0, b"being read").unwrap();
+        spool.recycle(read_meanwhile.clone());
+        assert!(
+            files(&spool).is_empty(),
+            "deleted, not emptied under a reader"
+        );
+        assert_eq!(read_meanwhile.read_at(0, 100).unwrap(), b"being read");
+
+        let many: Vec<_> = (0..IDLE_FILES + 4)
+            .map(|_| Arc::new(spool.create().unwrap()))
+            .collect();
+        many.into_iter().for_each(|l| spool.recycle(l));
+        assert_eq!(files(&spool).len(), IDLE_FILES);
+        spool.remove_idle();
+        assert!(files(&spool).is_empty());
     }
 }
