@@ -22,7 +22,7 @@ use tokio::runtime::Handle;
 
 use crate::fs::backend::Kind;
 use crate::fs::core::{Attr, BridgeFs};
-use crate::fs::{FsError, FsResult, SetAttr};
+use crate::fs::{FlushStep, FsError, FsResult, SetAttr};
 use crate::metrics::FuseMetrics;
 
 /// The kernel's caches, through fuser's notifier: what the core asks to
@@ -192,6 +192,7 @@ impl FuseAdapter {
     fn run<R, T, F>(
         &self,
         op: &'static str,
+        started: Instant,
         reply: R,
         fut: F,
         ok: impl FnOnce(R, T) + Send + 'static,
@@ -201,7 +202,6 @@ impl FuseAdapter {
         F: std::future::Future<Output = FsResult<T>> + Send + 'static,
     {
         let metrics = self.metrics.clone();
-        let started = Instant::now();
         self.rt.spawn(async move {
             let result = fut.await;
             finish(&metrics, op, started, reply, result, ok);
@@ -225,7 +225,7 @@ impl FuseAdapter {
         let started = Instant::now();
         match fast() {
             Some(result) => finish(&self.metrics, op, started, reply, result, ok),
-            None => self.run(op, reply, slow(), ok),
+            None => self.run(op, started, reply, slow(), ok),
         }
     }
 }
@@ -272,12 +272,14 @@ impl Filesystem for FuseAdapter {
             return reply.error(Errno::from_i32(libc::ENOENT));
         };
         let (fs, owner) = (self.fs.clone(), self.owner);
-        let asked = name.clone();
         self.answer(
             "lookup",
             reply,
-            || self.fs.lookup_cached(parent.0, &asked),
-            || async move { fs.lookup(parent.0, &name).await },
+            || self.fs.lookup_cached(parent.0, &name),
+            || {
+                let name = name.clone();
+                async move { fs.lookup(parent.0, &name).await }
+            },
             move |r, a| r.entry(&a.valid_for, &to_file_attr(&a, owner), Generation(0)),
         );
     }
@@ -331,6 +333,7 @@ impl Filesystem for FuseAdapter {
         };
         self.run(
             "setattr",
+            Instant::now(),
             reply,
             async move { fs.setattr(ino.0, change, fh.map(|f| f.0)).await },
             move |r, a| r.attr(&a.valid_for, &to_file_attr(&a, owner)),
@@ -352,6 +355,7 @@ impl Filesystem for FuseAdapter {
         let (fs, owner) = (self.fs.clone(), self.owner);
         self.run(
             "mkdir",
+            Instant::now(),
             reply,
             async move { fs.mkdir(parent.0, &name).await },
             move |r, a| r.entry(&a.valid_for, &to_file_attr(&a, owner), Generation(0)),
@@ -365,6 +369,7 @@ impl Filesystem for FuseAdapter {
         let fs = self.fs.clone();
         self.run(
             "unlink",
+            Instant::now(),
             reply,
             async move { fs.unlink(parent.0, &name).await },
             move |r, ()| r.ok(),
@@ -378,6 +383,7 @@ impl Filesystem for FuseAdapter {
         let fs = self.fs.clone();
         self.run(
             "rmdir",
+            Instant::now(),
             reply,
             async move { fs.rmdir(parent.0, &name).await },
             move |r, ()| r.ok(),
@@ -403,7 +409,7 @@ impl Filesystem for FuseAdapter {
             fs.rename(parent.0, &name, newparent.0, &newname, flags)
                 .await
         };
-        self.run("rename", reply, rename, |r, ()| r.ok());
+        self.run("rename", Instant::now(), reply, rename, |r, ()| r.ok());
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -481,15 +487,20 @@ impl Filesystem for FuseAdapter {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        let fs = self.fs.clone();
+        let (fs, started) = (self.fs.clone(), Instant::now());
         let pid = process_of(req);
-        self.answer(
-            "flush",
-            reply,
-            || self.fs.flush_cached(ino.0, fh.0, pid),
-            || async move { fs.flush(ino.0, fh.0, pid).await },
-            move |r, ()| r.ok(),
-        );
+        let ok = |r: ReplyEmpty, ()| r.ok();
+        match self.fs.flush_here(ino.0, fh.0, pid) {
+            FlushStep::Done(result) => finish(&self.metrics, "flush", started, reply, result, ok),
+            FlushStep::Upload(durable) => {
+                let upload = async move { fs.flush_upload(durable).await };
+                self.run("flush", started, reply, upload, ok)
+            }
+            FlushStep::LongWay => {
+                let flush = async move { fs.flush(ino.0, fh.0, pid).await };
+                self.run("flush", started, reply, flush, ok)
+            }
+        }
     }
 
     fn release(
@@ -526,6 +537,7 @@ impl Filesystem for FuseAdapter {
         let fs = self.fs.clone();
         self.run(
             "fsync",
+            Instant::now(),
             reply,
             async move { fs.fsync(ino.0).await },
             move |r, ()| r.ok(),
@@ -737,6 +749,7 @@ impl Filesystem for FuseAdapter {
         let value = value.to_vec();
         self.run(
             "setxattr",
+            Instant::now(),
             reply,
             async move { fs.setxattr(ino.0, &name, Some(&value)).await },
             move |r, ()| r.ok(),
@@ -762,6 +775,7 @@ impl Filesystem for FuseAdapter {
         let fs = self.fs.clone();
         self.run(
             "listxattr",
+            Instant::now(),
             reply,
             async move { fs.listxattr(ino.0).await },
             move |r, names| {
@@ -779,6 +793,7 @@ impl Filesystem for FuseAdapter {
         let fs = self.fs.clone();
         self.run(
             "removexattr",
+            Instant::now(),
             reply,
             async move { fs.setxattr(ino.0, &name, None).await },
             move |r, ()| r.ok(),
@@ -800,10 +815,14 @@ impl Filesystem for FuseAdapter {
         };
         let (fs, owner) = (self.fs.clone(), self.owner);
         let pid = process_of(req);
-        self.run(
+        self.answer(
             "create",
             reply,
-            async move { fs.create(parent.0, &name, flags, pid).await },
+            || self.fs.create_cached(parent.0, &name, flags, pid),
+            || {
+                let name = name.clone();
+                async move { fs.create(parent.0, &name, flags, pid).await }
+            },
             move |r, (a, fh)| {
                 r.created(
                     &a.valid_for,

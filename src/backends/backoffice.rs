@@ -21,7 +21,6 @@
 //! path) because the content of an id never changes; the time falls back to
 //! the epoch prefix of the stored path.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -30,7 +29,7 @@ use futures::StreamExt;
 use parking_lot::Mutex;
 
 use crate::config::BackofficeConfig;
-use crate::fs::backend::{fallback_time, Backend, Entry, Key, Kind, XATTR_PREFIX};
+use crate::fs::backend::{fallback_time, Backend, Content, Entry, Key, Kind, XATTR_PREFIX};
 use crate::fs::error::{FsError, FsResult};
 use crate::fs::namespace::inode::LOCAL_KEY_PREFIX;
 use crate::remote::backoffice::{BackofficeClient, ClientFile, ContentInfo, Folder};
@@ -356,7 +355,7 @@ impl Backend for ClientsBackend {
         dir: &Key,
         name: &str,
         existing: Option<&Entry>,
-        content: &Path,
+        content: &Content,
     ) -> FsResult<Entry> {
         let (client, folder) = place(dir)?;
         let old = match existing.map(|e| parse(&e.key)) {
@@ -385,7 +384,7 @@ impl Backend for ClientsBackend {
         };
         let f = self
             .client
-            .upload_file(client, content, &filename, &caption, folder)
+            .upload_file(client, &super::body(content), &filename, &caption, folder)
             .await?;
         if let Some(o) = old {
             if let Err(e) = self.client.delete_file(client, o.id).await {
@@ -394,7 +393,7 @@ impl Backend for ClientsBackend {
             self.files.lock().pop(&o.id);
         }
         // The size is the spool's: no HEAD needed for our own upload.
-        let size = std::fs::metadata(content).map(|m| m.len()).ok();
+        let size = content.size();
         let modified = Some(SystemTime::now());
         self.content.lock().put(
             (f.id, f.file.clone().unwrap_or_default()),
@@ -645,7 +644,7 @@ impl Backend for TemplatesBackend {
         _dir: &Key,
         _name: &str,
         _existing: Option<&Entry>,
-        _content: &Path,
+        _content: &Content,
     ) -> FsResult<Entry> {
         Err(FsError::NotPermitted)
     }

@@ -6,7 +6,6 @@
 //! `t:<id>` (trashed file), `revs:<app>`, `rd:<id>` (a file's revisions),
 //! `r:<id>:<rev>`, `att:<kind>`, `att:<kind>:<id>`, `a:<id>` (attachment).
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -15,7 +14,7 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 use crate::config::FilesConfig;
-use crate::fs::backend::{Backend, Entry, Key, Kind, XATTR_PREFIX};
+use crate::fs::backend::{Backend, Content, Entry, Key, Kind, XATTR_PREFIX};
 use crate::fs::error::{FsError, FsResult};
 use crate::remote::files::{FileObject, FilesClient, Trashed};
 use crate::remote::http::HttpClient;
@@ -351,10 +350,10 @@ impl Backend for FilesBackend {
         dir: &Key,
         name: &str,
         existing: Option<&Entry>,
-        content: &Path,
+        content: &Content,
     ) -> FsResult<Entry> {
         let app = Self::app_of(dir)?;
-        let blob = self.client.upload_blob(content, name).await?;
+        let blob = self.client.upload_blob(&super::body(content), name).await?;
         let o = match existing.map(|e| parse(&e.key)) {
             Some(Ok(Node::File(id))) => {
                 self.patch(id, json!({"blob_id": blob.id, "backup": true}))

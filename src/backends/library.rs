@@ -4,7 +4,6 @@
 //! Keys: `lib` (root), `d:<uuid>` (folder), `f:<uuid>` (file), `trash`,
 //! `x:<uuid>` (a deleted file), `xd:<uuid>` (a deleted folder, shown empty).
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,7 +11,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use crate::config::LibraryConfig;
-use crate::fs::backend::{Backend, Entry, Key, Kind, XATTR_PREFIX};
+use crate::fs::backend::{Backend, Content, Entry, Key, Kind, XATTR_PREFIX};
 use crate::fs::error::{FsError, FsResult};
 use crate::remote::http::HttpClient;
 use crate::remote::library::{Item, LibraryClient, LibrarySettings};
@@ -222,7 +221,7 @@ impl Backend for LibraryBackend {
         dir: &Key,
         name: &str,
         existing: Option<&Entry>,
-        content: &Path,
+        content: &Content,
     ) -> FsResult<Entry> {
         let parent = Self::folder_of(dir)?;
         let old = match existing.and_then(|e| Self::uuid(&e.key)) {
@@ -234,7 +233,10 @@ impl Backend for LibraryBackend {
             .map(|o| o.name.clone())
             .unwrap_or_else(|| name.to_string());
         let public = old.as_ref().is_some_and(|o| o.public);
-        let item = self.client.upload(content, &name, parent, public).await?;
+        let item = self
+            .client
+            .upload(&super::body(content), &name, parent, public)
+            .await?;
         if let Some(o) = old {
             if let Err(e) = self.client.delete(&o.uuid).await {
                 // The new bytes are safe; the old copy stays as a duplicate.

@@ -6,8 +6,21 @@ pub mod backoffice;
 pub mod files;
 pub mod library;
 
+use crate::fs::backend::Content;
 use crate::fs::FsError;
+use crate::remote::transfer::Body;
 use crate::remote::RemoteError;
+
+/// An upload's bytes as the API clients send them.
+fn body(content: &Content) -> Body {
+    match content {
+        Content::Spooled(path) => Body::File(path.clone()),
+        Content::InMemory { spool, bytes } => Body::Memory {
+            path: spool.clone(),
+            bytes: bytes.clone(),
+        },
+    }
+}
 
 impl From<RemoteError> for FsError {
     /// The contract's status → errno table.

@@ -3,7 +3,7 @@
 //! calls through its typed client; the core above it owns inodes, names,
 //! caches, the spool and the FUSE-facing semantics.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -15,6 +15,33 @@ use super::error::FsResult;
 /// exists, so the core can keep one inode per object across re-listings and
 /// renames.
 pub type Key = String;
+
+/// The bytes an upload sends.
+#[derive(Clone, Debug)]
+pub enum Content {
+    /// A spooled file, streamed from disk (a large file).
+    Spooled(PathBuf),
+    /// A small file's bytes, read from `spool` once to journal them and
+    /// sent from memory.
+    InMemory { spool: PathBuf, bytes: Bytes },
+}
+
+impl Content {
+    /// The spool file the bytes are (or came from).
+    pub fn spool(&self) -> &Path {
+        match self {
+            Content::Spooled(p) | Content::InMemory { spool: p, .. } => p,
+        }
+    }
+
+    /// How many bytes go up.
+    pub fn size(&self) -> Option<u64> {
+        match self {
+            Content::Spooled(p) => std::fs::metadata(p).map(|m| m.len()).ok(),
+            Content::InMemory { bytes, .. } => Some(bytes.len() as u64),
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -120,7 +147,7 @@ pub trait Backend: Send + Sync {
         dir: &Key,
         name: &str,
         existing: Option<&Entry>,
-        content: &Path,
+        content: &Content,
     ) -> FsResult<Entry>;
 
     /// Whether a file may be created in `dir`, checked at `create` so the

@@ -21,4 +21,5 @@ mod ops;
 pub mod writeback;
 
 pub use error::{FsError, FsResult};
+pub use ops::file::{DurableFlush, FlushStep};
 pub use ops::SetAttr;

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use url::Url;
 
 use super::http::{join, Auth, Call, HttpClient, Retry};
+use super::transfer::Body;
 use super::{RemoteError, RemoteResult};
 
 /// Items per list page.
@@ -260,17 +261,13 @@ impl BackofficeClient {
     pub async fn upload_file(
         &self,
         client: u64,
-        content: &Path,
+        content: &Body,
         filename: &str,
         caption: &str,
         directory: Option<u64>,
     ) -> RemoteResult<ClientFile> {
-        let (path, filename, caption) = (
-            content.to_path_buf(),
-            filename.to_string(),
-            caption.to_string(),
-        );
-        let tracker = self.http.transfers().track(&path);
+        let (filename, caption) = (filename.to_string(), caption.to_string());
+        let tracker = self.http.transfers().track(content);
         let progress = tracker.clone();
         let factory = Arc::new(move || {
             let mut form = reqwest::multipart::Form::new()

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use super::http::{join, segment, Auth, Call, HttpClient, NoAuth, Retry};
+use super::transfer::Body;
 use super::{RemoteError, RemoteResult};
 
 /// Items per list page (the API's maximum).
@@ -241,9 +242,9 @@ impl FilesClient {
     }
 
     /// `POST /api/blobs` with the file's bytes (read anew for each attempt).
-    pub async fn upload_blob(&self, content: &Path, name: &str) -> RemoteResult<BlobObject> {
-        let (path, name) = (content.to_path_buf(), name.to_string());
-        let tracker = self.http.transfers().track(&path);
+    pub async fn upload_blob(&self, content: &Body, name: &str) -> RemoteResult<BlobObject> {
+        let name = name.to_string();
+        let tracker = self.http.transfers().track(content);
         let progress = tracker.clone();
         let factory = Arc::new(move || {
             Ok(reqwest::multipart::Form::new().part("blob", tracker.file_part(&name)?))

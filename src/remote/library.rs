@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use super::http::{join, segment, Auth, Call, HttpClient, NoAuth, Retry};
+use super::transfer::Body;
 use super::{RemoteError, RemoteResult};
 
 /// A library item: the raw object (sent back whole on update) and the
@@ -251,18 +252,18 @@ impl LibraryClient {
     /// `POST {upload_base}/businessWeb/fileUploadS3.do` (multipart).
     pub async fn upload(
         &self,
-        content: &Path,
+        content: &Body,
         name: &str,
         parent: Option<&str>,
         public: bool,
     ) -> RemoteResult<Item> {
-        let (path, name) = (content.to_path_buf(), name.to_string());
+        let name = name.to_string();
         let (business, user, parent) = (
             self.business_id.to_string(),
             self.user_name.clone(),
             parent.map(str::to_string),
         );
-        let tracker = self.http.transfers().track(&path);
+        let tracker = self.http.transfers().track(content);
         let progress = tracker.clone();
         let factory = Arc::new(move || {
             let mut form = reqwest::multipart::Form::new()

@@ -1,5 +1,6 @@
 //! Uploads in flight: each multipart file part streams from its local file
-//! (never held whole in memory) through a counter, so `status`, metrics and
+//! (never held whole in memory), or is sent from bytes the caller already
+//! holds (a small file), through a counter, so `status`, metrics and
 //! progress logs can say how many bytes of which file have been sent.
 //!
 //! Entries are keyed by the local file's path; the caller maps that to a
@@ -13,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use futures::StreamExt;
 use parking_lot::Mutex;
 
@@ -22,10 +24,31 @@ use super::error::{RemoteError, RemoteResult};
 /// enough that memory stays flat whatever the file's size.
 const CHUNK: usize = 256 * 1024;
 
+/// What an upload sends as its file part.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// Streamed from a local file, opened anew for each attempt.
+    File(PathBuf),
+    /// Bytes the caller already holds (read once to make them durable),
+    /// sent from memory: no file to open and read again. `path` names the
+    /// upload in `status`.
+    Memory { path: PathBuf, bytes: Bytes },
+}
+
+impl Body {
+    /// The local file this body's bytes are (or come from).
+    pub fn path(&self) -> &Path {
+        match self {
+            Body::File(p) | Body::Memory { path: p, .. } => p,
+        }
+    }
+}
+
 /// One upload body being sent.
 #[derive(Debug)]
 struct Transfer {
     path: PathBuf,
+    body: Body,
     total: AtomicU64,
     sent: AtomicU64,
     started: Instant,
@@ -80,12 +103,13 @@ impl Transfers {
         self.bytes_sent.load(Ordering::Relaxed)
     }
 
-    /// Registers one upload call of `path`; the entry goes when the
+    /// Registers one upload call of `body`; the entry goes when the
     /// returned tracker (held by the call's form factory) is dropped.
-    pub fn track(&self, path: &Path) -> Arc<Tracker> {
+    pub fn track(&self, body: &Body) -> Arc<Tracker> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let transfer = Arc::new(Transfer {
-            path: path.to_path_buf(),
+            path: body.path().to_path_buf(),
+            body: body.clone(),
             total: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             started: Instant::now(),
@@ -115,15 +139,33 @@ impl Tracker {
         self.transfer.sent.load(Ordering::Relaxed)
     }
 
-    /// A multipart part streaming the file's bytes, opened anew per attempt.
+    /// The multipart part of one attempt: the bytes in memory, or a
+    /// stream of the file opened anew.
     pub fn file_part(&self, file_name: &str) -> RemoteResult<reqwest::multipart::Part> {
-        let path = &self.transfer.path;
+        self.transfer.sent.store(0, Ordering::Relaxed);
+        let part = match &self.transfer.body {
+            Body::File(path) => self.streamed_part(path)?,
+            Body::Memory { bytes, .. } => self.memory_part(bytes.clone()),
+        };
+        Ok(part.file_name(file_name.to_string()))
+    }
+
+    /// Bytes already in memory, counted as sent once handed over.
+    fn memory_part(&self, bytes: Bytes) -> reqwest::multipart::Part {
+        let total = bytes.len() as u64;
+        self.transfer.total.store(total, Ordering::Relaxed);
+        self.transfer.sent.store(total, Ordering::Relaxed);
+        self.bytes_sent.fetch_add(total, Ordering::Relaxed);
+        reqwest::multipart::Part::stream_with_length(reqwest::Body::from(bytes), total)
+    }
+
+    /// A file's bytes read in chunks as they are sent, counted per chunk.
+    fn streamed_part(&self, path: &Path) -> RemoteResult<reqwest::multipart::Part> {
         let local =
             |e: std::io::Error| RemoteError::Local(format!("spool {}: {e}", path.display()));
         let file = std::fs::File::open(path).map_err(local)?;
         let total = file.metadata().map_err(local)?.len();
         self.transfer.total.store(total, Ordering::Relaxed);
-        self.transfer.sent.store(0, Ordering::Relaxed);
         let (transfer, counter) = (self.transfer.clone(), self.bytes_sent.clone());
         // Exactly the declared length, even if the file grows meanwhile.
         let reader = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), total);
@@ -135,8 +177,7 @@ impl Tracker {
             chunk
         });
         let body = reqwest::Body::wrap_stream(stream);
-        Ok(reqwest::multipart::Part::stream_with_length(body, total)
-            .file_name(file_name.to_string()))
+        Ok(reqwest::multipart::Part::stream_with_length(body, total))
     }
 }
 
@@ -150,7 +191,7 @@ mod tests {
         let p = dir.path().join("f");
         std::fs::write(&p, vec![7u8; 1000]).unwrap();
         let t = Transfers::default();
-        let tracker = t.track(&p);
+        let tracker = t.track(&Body::File(p));
         let part = tracker.file_part("f").unwrap();
         let live = t.snapshot();
         assert_eq!(live.len(), 1);

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::Emulator;
 use bridgefs::remote::http::{join, Auth, Call, HttpClient, NoAuth, RetryPolicy};
+use bridgefs::remote::transfer::Body;
 use bridgefs::remote::{RemoteError, RemoteResult};
 use bridgefs_emulator::Faults;
 use reqwest::blocking::Client;
@@ -427,7 +428,7 @@ fn a_slow_upload_that_keeps_sending_is_not_cut_by_the_attempt_timeout() {
         bridgefs::remote::files::FilesClient::new(http, &slow_reader_server(), &key, &[]).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let started = Instant::now();
-    let blob = rt.block_on(client.upload_blob(&file, "slow.bin"));
+    let blob = rt.block_on(client.upload_blob(&Body::File(file.clone()), "slow.bin"));
     assert_eq!(blob.expect("uploaded").id, 7);
     assert!(
         started.elapsed() > Duration::from_secs(2),

@@ -9,7 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use crate::common::Emulator;
 use bridgefs::backends::backoffice::backends;
 use bridgefs::config::{BackofficeConfig, DEFAULT_BACKOFFICE_CONTENT_URL};
-use bridgefs::fs::backend::{Backend, Entry, Kind};
+use bridgefs::fs::backend::{Backend, Content, Entry, Kind};
 use bridgefs::fs::FsError;
 use bridgefs::remote::http::{HttpClient, RetryPolicy};
 use bridgefs_emulator::{Credentials, Dataset, Emu, EmulatorHandle, Faults};
@@ -241,7 +241,12 @@ async fn upload_new_and_overwrite_keep_caption_and_folder() {
     let spool = fx.spool(b"fresh contract");
     let new = fx
         .clients
-        .upload(&contracts.key, "addendum.txt", None, spool.path())
+        .upload(
+            &contracts.key,
+            "addendum.txt",
+            None,
+            &Content::Spooled(spool.path().to_path_buf()),
+        )
         .await
         .unwrap();
     assert_eq!((new.name.as_str(), new.size), ("addendum.txt", Some(14)));
@@ -270,7 +275,7 @@ async fn upload_new_and_overwrite_keep_caption_and_folder() {
             &contracts.key,
             "Service agreement.pdf",
             Some(&old),
-            spool.path(),
+            &Content::Spooled(spool.path().to_path_buf()),
         )
         .await
         .unwrap();
@@ -299,7 +304,7 @@ async fn upload_new_and_overwrite_keep_caption_and_folder() {
             &contracts.key,
             "Service agreement.pdf",
             Some(&old),
-            spool.path(),
+            &Content::Spooled(spool.path().to_path_buf()),
         )
         .await
         .unwrap();
@@ -639,7 +644,12 @@ async fn templates_mkdir_rename_and_refusals() {
     let spool = fx.spool(b"x");
     assert!(matches!(
         fx.templates
-            .upload(&top.key, "f.txt", None, spool.path())
+            .upload(
+                &top.key,
+                "f.txt",
+                None,
+                &Content::Spooled(spool.path().to_path_buf())
+            )
             .await,
         Err(FsError::NotPermitted)
     ));

@@ -12,7 +12,8 @@ use std::time::Duration;
 use bridgefs::fs::core::{BridgeFs, FsOptions, Mounted};
 use bridgefs::fs::namespace::inode::{Ino, ROOT};
 use bridgefs::fs::namespace::local_only::LocalOnly;
-use bridgefs::fs::FsError;
+use bridgefs::fs::writeback::journal::Journal;
+use bridgefs::fs::{FlushStep, FsError};
 use memory::{MemoryBackend, ROOT_KEY};
 
 const PID: u32 = 4242;
@@ -223,6 +224,49 @@ async fn a_written_file_is_uploaded_by_its_close_and_not_by_the_fast_path() {
     assert_eq!(c.remote.find(ROOT_KEY, "new.txt").unwrap().bytes, b"hello");
     assert!(c.fs.release_cached(attr.ino, fh), "nothing left to upload");
     assert_eq!(c.remote.calls("upload"), 1);
+}
+
+/// A close on the FUSE thread: the journal record is on disk before tokio
+/// sees the upload; a small file's bytes go up from memory (read once, for
+/// the journal), a large one's from its spool file.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_close_journals_on_the_calling_thread_and_sends_small_files_from_memory() {
+    let c = core_with(&[]).await;
+    let pending = || {
+        Journal::open(&c._dirs.path().join("state"))
+            .unwrap()
+            .pending()
+    };
+    let big = vec![7u8; 100 << 10];
+    for (name, bytes) in [("small.txt", &b"hello"[..]), ("big.bin", &big[..])] {
+        assert!(c.fs.lookup(c.top, name).await.is_err(), "a new name");
+        let (attr, fh) =
+            c.fs.create_cached(c.top, name, libc::O_WRONLY, PID)
+                .expect("created on the calling thread")
+                .unwrap();
+        c.fs.write(attr.ino, fh, 0, bytes).unwrap();
+        let uploads = c.remote.calls("upload");
+        let FlushStep::Upload(durable) = c.fs.flush_here(attr.ino, fh, PID) else {
+            panic!("{name}: an upload must remain");
+        };
+        let journaled = pending();
+        assert_eq!(journaled.len(), 1, "{name}: on disk before the upload");
+        assert_eq!(journaled[0].name, name);
+        assert_eq!(
+            c.remote.calls("upload"),
+            uploads,
+            "{name}: not yet uploaded"
+        );
+        c.fs.flush_upload(durable).await.expect("uploaded");
+        assert_eq!(c.remote.find(ROOT_KEY, name).unwrap().bytes, bytes);
+        assert!(
+            pending().is_empty(),
+            "{name}: the record goes once uploaded"
+        );
+        assert!(c.fs.release_cached(attr.ino, fh), "nothing left to upload");
+    }
+    assert_eq!(c.remote.calls("upload from memory"), 1, "small.txt");
+    assert_eq!(c.remote.calls("upload from the spool file"), 1, "big.bin");
 }
 
 #[tokio::test(flavor = "multi_thread")]

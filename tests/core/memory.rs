@@ -3,11 +3,10 @@
 //! remote's state can be read back to assert on.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use bridgefs::fs::backend::{Backend, Entry, Key, Kind};
+use bridgefs::fs::backend::{Backend, Content, Entry, Key, Kind};
 use bridgefs::fs::{FsError, FsResult};
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -141,7 +140,7 @@ impl Backend for MemoryBackend {
         dir: &Key,
         name: &str,
         existing: Option<&Entry>,
-        content: &Path,
+        content: &Content,
     ) -> FsResult<Entry> {
         self.count("upload");
         let failing = &self.failing_uploads;
@@ -151,7 +150,16 @@ impl Backend for MemoryBackend {
         {
             return Err(FsError::Io("injected upload failure".into()));
         }
-        let bytes = std::fs::read(content).map_err(|e| FsError::Io(e.to_string()))?;
+        let bytes = match content {
+            Content::Spooled(spool) => {
+                self.count("upload from the spool file");
+                std::fs::read(spool).map_err(|e| FsError::Io(e.to_string()))?
+            }
+            Content::InMemory { bytes, .. } => {
+                self.count("upload from memory");
+                bytes.to_vec()
+            }
+        };
         let mut objects = self.objects.lock();
         let replaced = existing.and_then(|e| objects.get(&e.key).cloned());
         let mut entry = self.new_entry(name, Kind::File, bytes.len() as u64);

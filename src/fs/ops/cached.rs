@@ -48,6 +48,30 @@ impl BridgeFs {
         Self::cached_name(st, parent, name)
     }
 
+    /// `create` of a name a fresh listing (or a negative entry) says is
+    /// free; an existing name opened by `create` goes the long way.
+    pub fn create_cached(
+        &self,
+        parent: Ino,
+        name: &str,
+        flags: i32,
+        pid: u32,
+    ) -> Option<FsResult<(Attr, u64)>> {
+        if let Err(e) = names::check_local(name) {
+            return Some(Err(e));
+        }
+        if parent == ROOT {
+            return Some(Err(FsError::NotPermitted));
+        }
+        let found = self.cached_child(&mut self.state.lock(), parent, name)?;
+        match found {
+            Ok(_) if flags & libc::O_EXCL != 0 => Some(Err(FsError::Exists)),
+            Ok(_) => None,
+            Err(FsError::NotFound) => Some(self.create_new(parent, name, flags, pid)),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
     /// `getattr` of a node whose size is known.
     pub fn getattr_cached(&self, ino: Ino, fh: Option<u64>) -> Option<FsResult<Attr>> {
         let st = self.state.lock();

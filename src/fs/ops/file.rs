@@ -1,7 +1,7 @@
 //! File handles: open, create, write into the spool, flush/fsync (which
 //! hand the spool to the write-back) and release.
 
-use crate::fs::backend::{Entry, Kind};
+use crate::fs::backend::{Content, Entry, Kind};
 use crate::fs::content::ReadPattern;
 use crate::fs::core::{Attr, BridgeFs, FileHandle, Handle, State};
 use crate::fs::error::{FsError, FsResult};
@@ -9,6 +9,7 @@ use crate::fs::namespace::inode::{Ino, LOCAL_KEY_PREFIX, ROOT};
 use crate::fs::namespace::names;
 use crate::fs::ops::save::Vacancy;
 use crate::fs::writeback::spool::LocalFile;
+use crate::fs::writeback::upload::UploadJob;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -96,11 +97,22 @@ impl BridgeFs {
             return Err(FsError::NotPermitted);
         }
         match self.resolve(parent, name).await {
-            Ok(_) if flags & libc::O_EXCL != 0 => return Err(FsError::Exists),
-            Ok(ino) => return self.open_as_created(ino, flags, pid).await,
-            Err(FsError::NotFound) => {}
-            Err(e) => return Err(e),
+            Ok(_) if flags & libc::O_EXCL != 0 => Err(FsError::Exists),
+            Ok(ino) => self.open_as_created(ino, flags, pid).await,
+            Err(FsError::NotFound) => self.create_new(parent, name, flags, pid),
+            Err(e) => Err(e),
         }
+    }
+
+    /// create(2) of a name its directory does not hold: memory and the
+    /// spool only, no remote call.
+    pub(in crate::fs) fn create_new(
+        &self,
+        parent: Ino,
+        name: &str,
+        flags: i32,
+        pid: u32,
+    ) -> FsResult<(Attr, u64)> {
         let (bidx, backend, dir) = self.remote_of(parent)?;
         if !dir.writable {
             return Err(FsError::ReadOnly);
@@ -285,10 +297,45 @@ impl BridgeFs {
             return Ok(());
         }
         self.commit(ino).await?;
+        self.flushed(fh);
+        Ok(())
+    }
+
+    /// close()'s steps on the FUSE worker thread: a close with nothing to
+    /// upload is answered, and a writer's close makes its bytes durable
+    /// (the journal record fsynced) right here, so that tokio is needed
+    /// only for the upload itself ([`BridgeFs::flush_upload`]).
+    pub fn flush_here(self: &Arc<Self>, ino: Ino, fh: u64, pid: u32) -> FlushStep {
+        if let Some(done) = self.flush_cached(ino, fh, pid) {
+            return FlushStep::Done(done);
+        }
+        self.reader_done(ino, fh);
+        match self.commit_here(ino) {
+            None => FlushStep::LongWay,
+            Some(Ok(Some((job, content)))) => {
+                FlushStep::Upload(Box::new(DurableFlush { fh, job, content }))
+            }
+            Some(Ok(None)) => {
+                self.flushed(fh);
+                FlushStep::Done(Ok(()))
+            }
+            Some(Err(e)) => FlushStep::Done(Err(e)),
+        }
+    }
+
+    /// The upload of a close whose bytes [`BridgeFs::flush_here`] made
+    /// durable; its result is close()'s.
+    pub async fn flush_upload(self: &Arc<Self>, flush: Box<DurableFlush>) -> FsResult<()> {
+        self.upload_durable(flush.job, flush.content).await?;
+        self.flushed(flush.fh);
+        Ok(())
+    }
+
+    /// The handle's writes are on the remote: its release uploads nothing.
+    fn flushed(&self, fh: u64) {
         if let Some(Handle::File(h)) = self.handles.lock().get_mut(&fh) {
             h.wrote = false;
         }
-        Ok(())
     }
 
     pub async fn fsync(self: &Arc<Self>, ino: Ino) -> FsResult<()> {
@@ -386,6 +433,23 @@ impl BridgeFs {
         }
         Some((local, (parent, name)))
     }
+}
+
+/// How a `flush` goes on after [`BridgeFs::flush_here`].
+pub enum FlushStep {
+    /// Answered on the FUSE thread.
+    Done(FsResult<()>),
+    /// Durable; the upload remains, on tokio.
+    Upload(Box<DurableFlush>),
+    /// Another upload of the file runs: [`BridgeFs::flush`] waits for it.
+    LongWay,
+}
+
+/// A close whose bytes and journal record are on disk, its upload to go.
+pub struct DurableFlush {
+    fh: u64,
+    job: UploadJob,
+    content: Content,
 }
 
 /// The entry of a new file: the vacated remote file's (its next version),

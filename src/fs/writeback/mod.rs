@@ -16,7 +16,7 @@ use std::path::Path;
 
 use parking_lot::Mutex;
 
-use crate::fs::backend::Key;
+use crate::fs::backend::{Content, Key};
 use crate::fs::error::{FsError, FsResult};
 use crate::fs::namespace::inode::Ino;
 use journal::{Journal, PendingUpload};
@@ -58,26 +58,36 @@ impl WriteBack {
     /// Makes a closed file's bytes and its journal record durable: a small
     /// file's bytes go inline into the record's slot (one fdatasync in
     /// all), a larger one's spool file is fsynced and named by a record
-    /// file. Blocking: callers run it off tokio's workers.
-    pub(in crate::fs) fn durable(&self, local: &LocalFile, record: &PendingUpload) -> FsResult<()> {
+    /// file. Returns what the upload sends: a small file's bytes, already
+    /// read, from memory (the very bytes journaled), a larger one's from
+    /// its spool file. Blocking: callers run it off tokio's workers.
+    pub(in crate::fs) fn durable(
+        &self,
+        local: &LocalFile,
+        record: &PendingUpload,
+    ) -> FsResult<Content> {
         let journal_error = |e: std::io::Error| FsError::Io(format!("journal: {e}"));
-        if local.size() < slots::SLOT as u64 {
-            let data = local.read_at(0, local.size())?;
-            // A retry of the same bytes: already durable, and left in its
-            // slot (a record that moved at each retry could be missed by
-            // `status` reading the slots meanwhile).
-            if self.journal.holds(record, &data) {
-                return Ok(());
-            }
-            if self
+        if local.size() >= slots::SLOT as u64 {
+            local.sync()?;
+            self.journal.record_spooled(record).map_err(journal_error)?;
+            return Ok(Content::Spooled(record.spool.clone()));
+        }
+        let data = local.read_at(0, local.size())?;
+        // A retry of the same bytes: already durable, and left in its
+        // slot (a record that moved at each retry could be missed by
+        // `status` reading the slots meanwhile).
+        let inline = self.journal.holds(record, &data)
+            || self
                 .journal
                 .record_inline(record, &data)
-                .map_err(journal_error)?
-            {
-                return Ok(());
-            }
+                .map_err(journal_error)?;
+        if !inline {
+            local.sync()?;
+            self.journal.record_spooled(record).map_err(journal_error)?;
         }
-        local.sync()?;
-        self.journal.record_spooled(record).map_err(journal_error)
+        Ok(Content::InMemory {
+            spool: record.spool.clone(),
+            bytes: data.into(),
+        })
     }
 }

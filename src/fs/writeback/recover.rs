@@ -1,7 +1,7 @@
 //! Start-up recovery: every journal record of an earlier run is uploaded
 //! again, or its spool set aside when the record cannot be honoured.
 
-use crate::fs::backend::Kind;
+use crate::fs::backend::{Content, Kind};
 use crate::fs::core::BridgeFs;
 use crate::fs::error::{FsError, FsResult};
 use crate::fs::writeback::journal::PendingUpload;
@@ -136,7 +136,12 @@ impl BridgeFs {
                     .find(|e| e.kind == Kind::File && e.name == rec.name)
             });
         m.backend
-            .upload(&rec.dir_key, &rec.name, existing, &rec.spool)
+            .upload(
+                &rec.dir_key,
+                &rec.name,
+                existing,
+                &Content::Spooled(rec.spool.clone()),
+            )
             .await?;
         Ok(())
     }

@@ -2,7 +2,7 @@
 //! the settled entry; conflicts saved as copies; creating calls never
 //! repeated blindly.
 
-use crate::fs::backend::{Backend, Entry, Key, Kind};
+use crate::fs::backend::{Backend, Content, Entry, Key, Kind};
 use crate::fs::core::{same_version, BridgeFs};
 use crate::fs::error::{FsError, FsResult};
 use crate::fs::namespace::inode::Ino;
@@ -12,18 +12,30 @@ use crate::fs::writeback::spool::LocalFile;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::OwnedMutexGuard;
+
+/// One upload about to go: what [`BridgeFs::commit`] gathered under the
+/// file's upload lock, which it holds until the upload is done.
+pub struct UploadJob {
+    ino: Ino,
+    local: Arc<LocalFile>,
+    _guard: OwnedMutexGuard<()>,
+    /// The change the upload sends (later writes leave the file dirty).
+    generation: u64,
+    bidx: usize,
+    backend: Arc<dyn Backend>,
+    record: PendingUpload,
+    /// The remote file the bytes replace, if the file has one.
+    existing: Option<Entry>,
+}
 
 impl BridgeFs {
     /// The spool's bytes and the journal record naming them on disk, before
     /// the upload starts (see [`WriteBack::durable`]): fsyncs, run on a
     /// blocking thread so that tokio's workers go on serving other files
     /// meanwhile.
-    pub(in crate::fs) async fn make_durable(
-        self: &Arc<Self>,
-        local: &Arc<LocalFile>,
-        record: &PendingUpload,
-    ) -> FsResult<()> {
-        let (me, local, record) = (self.clone(), local.clone(), record.clone());
+    async fn make_durable(self: &Arc<Self>, job: &UploadJob) -> FsResult<Content> {
+        let (me, local, record) = (self.clone(), job.local.clone(), job.record.clone());
         let written = tokio::task::spawn_blocking(move || me.writeback.durable(&local, &record));
         written
             .await
@@ -35,21 +47,23 @@ impl BridgeFs {
     /// becomes that copy (an editor still holding it goes on writing its
     /// own copy); theirs shows under the name again. Never a silent
     /// overwrite.
-    pub(in crate::fs) async fn save_as_conflict(
-        &self,
-        ino: Ino,
-        backend: &Arc<dyn Backend>,
-        record: &PendingUpload,
-        local: &Arc<LocalFile>,
-        generation: u64,
-    ) -> FsResult<()> {
+    async fn save_as_conflict(&self, job: &UploadJob, content: &Content) -> FsResult<()> {
+        let UploadJob {
+            ino,
+            local,
+            generation,
+            backend,
+            record,
+            ..
+        } = job;
+        let (ino, generation) = (*ino, *generation);
         let remote_name = names::conflict_name(&record.name, chrono::Local::now());
         let copy = PendingUpload {
             name: remote_name.clone(),
             existing_key: None,
             ..record.clone()
         };
-        let entry = upload_informed(backend, &copy, None).await?;
+        let entry = upload_informed(backend, &copy, content, None).await?;
         self.counters.conflicts.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(path = ?record.display_path, kept_as = ?remote_name, "someone else changed this file meanwhile: theirs is kept, ours is saved as a conflict copy");
         local.mark_uploaded(generation);
@@ -84,40 +98,102 @@ impl BridgeFs {
         let Some(local) = self.local_of(ino) else {
             return Ok(());
         };
-        let _upload = local.upload.lock().await;
-        if !local.dirty() {
+        let guard = local.upload.clone().lock_owned().await;
+        let Some(job) = self.upload_job(ino, local, guard)? else {
             return Ok(());
+        };
+        let content = self.make_durable(&job).await?;
+        self.upload_durable(job, content).await
+    }
+
+    /// [`BridgeFs::commit`]'s steps before the network, on the calling
+    /// thread, for a caller that may block on the disk (a FUSE worker):
+    /// the journal record is on disk when it returns the job, whose
+    /// [`BridgeFs::upload_durable`] then needs tokio only for the remote
+    /// call. `Ok(None)`: nothing to upload. `None`: another upload of the
+    /// file runs; only `commit` can wait for it.
+    pub(in crate::fs) fn commit_here(
+        self: &Arc<Self>,
+        ino: Ino,
+    ) -> Option<FsResult<Option<(UploadJob, Content)>>> {
+        let Some(local) = self.local_of(ino) else {
+            return Some(Ok(None));
+        };
+        let guard = local.upload.clone().try_lock_owned().ok()?;
+        let job = match self.upload_job(ino, local, guard) {
+            Ok(Some(job)) => job,
+            other => return Some(other.map(|_| None)),
+        };
+        Some(
+            self.writeback
+                .durable(&job.local, &job.record)
+                .map(|content| Some((job, content))),
+        )
+    }
+
+    /// What an upload of `ino` needs, read under its upload lock; `None`
+    /// when the remote already holds the bytes (or the file is gone).
+    fn upload_job(
+        &self,
+        ino: Ino,
+        local: Arc<LocalFile>,
+        guard: OwnedMutexGuard<()>,
+    ) -> FsResult<Option<UploadJob>> {
+        if !local.dirty() {
+            return Ok(None);
         }
         // Incomplete bytes never go up; refused ones wait to be asked for.
         if let Some(e) = local.write_error().or_else(|| local.refused()) {
             return Err(e);
         }
         let generation = local.generation();
-        let (bidx, backend, record, existing) = {
-            let st = self.state.lock();
-            let node = st.table.get(ino).ok_or(FsError::NotFound)?;
-            if node.gone {
-                return Ok(());
-            }
-            let bidx = node.backend.ok_or(FsError::NotPermitted)?;
-            let record = self.pending_record(&st, ino).ok_or(FsError::NotFound)?;
-            let existing = node.is_remote().then(|| node.entry.clone());
-            (bidx, self.mounts[bidx].backend.clone(), record, existing)
-        };
-        self.make_durable(&local, &record).await?;
+        let st = self.state.lock();
+        let node = st.table.get(ino).ok_or(FsError::NotFound)?;
+        if node.gone {
+            return Ok(None);
+        }
+        let bidx = node.backend.ok_or(FsError::NotPermitted)?;
+        let record = self.pending_record(&st, ino).ok_or(FsError::NotFound)?;
+        Ok(Some(UploadJob {
+            ino,
+            local,
+            _guard: guard,
+            generation,
+            bidx,
+            backend: self.mounts[bidx].backend.clone(),
+            record,
+            existing: node.is_remote().then(|| node.entry.clone()),
+        }))
+    }
+
+    /// The upload of bytes already durable: a conflict copy if someone else
+    /// changed the remote file meanwhile, else the upload itself.
+    pub(in crate::fs) async fn upload_durable(
+        self: &Arc<Self>,
+        job: UploadJob,
+        content: Content,
+    ) -> FsResult<()> {
+        let UploadJob {
+            ino,
+            local,
+            generation,
+            bidx,
+            backend,
+            record,
+            existing,
+            ..
+        } = &job;
         local.set_journaled(true);
         if record.local_only {
             // Kept here for good: durable, and never uploaded.
-            local.mark_uploaded(generation);
+            local.mark_uploaded(*generation);
             return Ok(());
         }
         self.counters.uploads.fetch_add(1, Ordering::Relaxed);
         let existing = match existing {
-            Some(base) => match backend.current(&record.dir_key, &base).await? {
-                Some(theirs) if !same_version(&base, &theirs) => {
-                    return self
-                        .save_as_conflict(ino, &backend, &record, &local, generation)
-                        .await;
+            Some(base) => match backend.current(&record.dir_key, base).await? {
+                Some(theirs) if !same_version(base, &theirs) => {
+                    return self.save_as_conflict(&job, &content).await;
                 }
                 Some(_) => Some(base),
                 // Deleted by someone else meanwhile: ours goes up as new.
@@ -125,9 +201,9 @@ impl BridgeFs {
             },
             None => None,
         };
-        match upload_informed(&backend, &record, existing.as_ref()).await {
+        match upload_informed(backend, record, &content, existing).await {
             Ok(entry) => {
-                self.on_uploaded(ino, bidx, &local, generation, entry);
+                self.on_uploaded(*ino, *bidx, local, *generation, entry);
                 if !local.dirty() {
                     self.writeback.journal.remove(&record.id);
                     local.set_journaled(false);
@@ -135,13 +211,13 @@ impl BridgeFs {
                 tracing::debug!(path = ?record.display_path, "uploaded");
                 Ok(())
             }
-            Err(e) if e.is_permanent() => Err(self.on_refused(&local, record, e)),
+            Err(e) if e.is_permanent() => Err(self.on_refused(local, record.clone(), e)),
             Err(e) => {
                 self.counters
                     .upload_failures
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::error!(path = ?record.display_path, error = %e, "upload failed; the bytes stay spooled and journaled and will be retried");
-                self.spawn_retry(ino);
+                self.spawn_retry(*ino);
                 Err(e)
             }
         }
@@ -219,15 +295,16 @@ pub(in crate::fs) const CREATE_ATTEMPTS: u32 = 6;
 pub(in crate::fs) async fn upload_informed(
     backend: &Arc<dyn Backend>,
     rec: &PendingUpload,
+    content: &Content,
     existing: Option<&Entry>,
 ) -> FsResult<Entry> {
     if existing.is_some() {
         return backend
-            .upload(&rec.dir_key, &rec.name, existing, &rec.spool)
+            .upload(&rec.dir_key, &rec.name, existing, content)
             .await;
     }
     create_informed(backend, &rec.dir_key, &rec.name, Kind::File, || {
-        backend.upload(&rec.dir_key, &rec.name, None, &rec.spool)
+        backend.upload(&rec.dir_key, &rec.name, None, content)
     })
     .await
 }
