@@ -99,15 +99,19 @@ fn to_file_attr(a: &Attr, owner: Owner) -> FileAttr {
 
 /// The process (thread group) a request comes from: FUSE gives the thread,
 /// and "a flush from another process" must not mean "another thread".
-/// `Tgid:` is within the first lines of `/proc/TID/status`: one read of
-/// them (asked at every create, open for writing and flush) instead of
-/// reading the whole file in growing chunks.
+/// Asked at every create, open for writing and flush: most callers are a
+/// process's only thread, which `pidfd_open` tells in two syscalls; for
+/// the others, `Tgid:` is within the first lines of `/proc/TID/status`
+/// (one read of them, though the kernel renders the whole file).
 fn process_of(req: &Request) -> u32 {
     let tid = req.pid();
     tgid_of(tid).unwrap_or(tid)
 }
 
 fn tgid_of(tid: u32) -> Option<u32> {
+    if leads_its_process(tid) {
+        return Some(tid);
+    }
     use std::io::Read;
     let mut head = [0u8; 512];
     let n = std::fs::File::open(format!("/proc/{tid}/status"))
@@ -119,6 +123,18 @@ fn tgid_of(tid: u32) -> Option<u32> {
         .filter_map(|l| l.strip_suffix('\n'))
         .find_map(|l| l.strip_prefix("Tgid:"))
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// Whether `tid` is its process's main thread (its tid is the tgid):
+/// `pidfd_open` (without `PIDFD_THREAD`) accepts only those.
+fn leads_its_process(tid: u32) -> bool {
+    // SAFETY: plain syscalls on integers; the fd returned is ours to close.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, tid as libc::pid_t, 0) };
+    if fd < 0 {
+        return false;
+    }
+    unsafe { libc::close(fd as libc::c_int) };
+    true
 }
 
 fn errno(e: &FsError) -> Errno {
@@ -849,7 +865,7 @@ fn xattr_reply(reply: ReplyXattr, size: u32, value: &[u8]) {
 
 #[cfg(test)]
 mod tests {
-    use super::tgid_of;
+    use super::{leads_its_process, tgid_of};
 
     #[test]
     fn a_thread_maps_to_its_process() {
@@ -862,6 +878,7 @@ mod tests {
         });
         let tid = rx.recv().unwrap();
         assert_ne!(tid, pid);
+        assert!(leads_its_process(pid) && !leads_its_process(tid));
         assert_eq!(tgid_of(tid), Some(pid));
         assert_eq!(tgid_of(pid), Some(pid));
         assert_eq!(tgid_of(u32::MAX), None);
