@@ -226,6 +226,32 @@ async fn a_written_file_is_uploaded_by_its_close_and_not_by_the_fast_path() {
     assert_eq!(c.remote.calls("upload"), 1);
 }
 
+/// `cp -r` makes a folder, then looks up each name it is about to create
+/// there: a folder just made is known empty, and none of that asks the
+/// remote.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_folder_just_made_is_known_empty_without_a_listing() {
+    let c = core_with(&[]).await;
+    let dir = c.fs.mkdir(c.top, "new").await.expect("mkdir");
+    let lists = c.remote.calls("list");
+    assert!(matches!(
+        c.fs.lookup(dir.ino, "a.txt").await,
+        Err(FsError::NotFound)
+    ));
+    let fh = c.fs.opendir(dir.ino).await.expect("opendir");
+    assert_eq!(names_of(&c.fs, fh), [".", ".."]);
+    let (attr, _) =
+        c.fs.create_cached(dir.ino, "a.txt", libc::O_WRONLY, PID)
+            .expect("created on the calling thread")
+            .unwrap();
+    assert_eq!(attr.size, 0);
+    assert_eq!(
+        c.remote.calls("list"),
+        lists,
+        "no listing of the new folder"
+    );
+}
+
 /// A close on the FUSE thread: the journal record is on disk before tokio
 /// sees the upload; a small file's bytes go up from memory (read once, for
 /// the journal), a large one's from its spool file.

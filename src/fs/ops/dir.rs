@@ -94,6 +94,8 @@ impl BridgeFs {
         self.handles.lock().remove(&fh);
     }
 
+    /// mkdir(2): one creating call; the new folder's listing is known (it
+    /// is empty) until the metadata TTL ends, like any listing.
     pub async fn mkdir(&self, parent: Ino, name: &str) -> FsResult<Attr> {
         names::check_local(name)?;
         if parent == ROOT {
@@ -138,6 +140,9 @@ impl BridgeFs {
         }
         let attr = Self::attr_locked(&st, ino);
         drop(st);
+        // A folder just made holds nothing: its listing is known without
+        // a call (`cp -r` looks up every name it is about to create).
+        self.install_listing(ino, bidx, Vec::new());
         self.touch_dir(parent);
         attr
     }
