@@ -281,7 +281,7 @@ impl BridgeFs {
             .filter(|l| l.journaled())
             .and_then(|_| self.pending_record(&self.state.lock(), src));
         if let Some(rec) = moved_record {
-            if let Err(e) = self.writeback.journal.record(&rec) {
+            if let Err(e) = self.rewrite_record(rec.clone()).await {
                 tracing::error!(path = ?rec.display_path, error = %e, "cannot update journal record");
             }
         }

@@ -100,7 +100,7 @@ impl BridgeFs {
                     target_entry,
                     src_remote,
                 };
-                self.undo_save_over(src, from, to, before, &local);
+                self.undo_save_over(src, from, to, before, &local).await;
                 Err(e)
             }
             other => other,
@@ -116,7 +116,7 @@ impl BridgeFs {
     }
 
     /// Puts both files of a refused save back as they were before the rename.
-    fn undo_save_over(
+    async fn undo_save_over(
         &self,
         src: Ino,
         from: Place<'_>,
@@ -142,7 +142,7 @@ impl BridgeFs {
         }
         let record = self.pending_record(&self.state.lock(), src);
         if let Some(rec) = record {
-            if let Err(e) = self.writeback.journal.record(&rec) {
+            if let Err(e) = self.rewrite_record(rec.clone()).await {
                 tracing::error!(path = ?rec.display_path, error = %e, "cannot restore the journal record of a refused save");
             }
         }

@@ -211,7 +211,7 @@ impl BridgeFs {
                 tracing::debug!(path = ?record.display_path, "uploaded");
                 Ok(())
             }
-            Err(e) if e.is_permanent() => Err(self.on_refused(local, record.clone(), e)),
+            Err(e) if e.is_permanent() => Err(self.on_refused(local, record.clone(), e).await),
             Err(e) => {
                 self.counters
                     .upload_failures
@@ -250,7 +250,7 @@ impl BridgeFs {
 
     /// The server refused the bytes for good (a 4xx): they stay spooled and
     /// journaled, marked refused, not retried until someone asks.
-    fn on_refused(&self, local: &LocalFile, record: PendingUpload, e: FsError) -> FsError {
+    async fn on_refused(&self, local: &LocalFile, record: PendingUpload, e: FsError) -> FsError {
         self.counters
             .upload_failures
             .fetch_add(1, Ordering::Relaxed);
@@ -259,11 +259,21 @@ impl BridgeFs {
             refused: Some(e.to_string()),
             ..record
         };
-        if let Err(j) = self.writeback.journal.record(&record) {
+        if let Err(j) = self.rewrite_record(record.clone()).await {
             tracing::error!(path = ?record.display_path, error = %j, "cannot mark the journal record refused");
         }
         tracing::error!(path = ?record.display_path, error = %e, "upload refused by the server; kept spooled and journaled, not retried (SIGHUP or `bridgefs pending retry` tries again)");
         e
+    }
+
+    /// Rewrites a journal record where its bytes already are (fsyncs), on
+    /// a blocking thread, and waits for it: the caller's next step assumes
+    /// it is on disk, and tokio's worker goes on serving meanwhile.
+    pub(in crate::fs) async fn rewrite_record(&self, rec: PendingUpload) -> std::io::Result<()> {
+        let journal = self.writeback.journal.clone();
+        tokio::task::spawn_blocking(move || journal.record(&rec))
+            .await
+            .map_err(std::io::Error::other)?
     }
 
     /// Waits for an upload of `ino` under way and holds off the next one
