@@ -415,7 +415,9 @@ struct StatusReporter {
 impl StatusReporter {
     async fn run(self) {
         loop {
-            self.write(true);
+            // File work (a temp file, a rename): off tokio's one worker.
+            let me = self.clone();
+            let _ = tokio::task::spawn_blocking(move || me.write(true)).await;
             self.log_progress();
             tokio::time::sleep(STATUS_EVERY).await;
         }

@@ -402,8 +402,17 @@ impl BridgeFs {
     /// Deletes a spool file and its journal record: disk work, so callers
     /// run it with no lock held (a slow disk must not stall other requests).
     pub(in crate::fs) fn forget_spool(&self, local: Arc<LocalFile>) {
-        self.writeback.journal.remove(&local.id);
-        self.writeback.spool.recycle(local);
+        let (journal, spool) = (self.writeback.journal.clone(), self.writeback.spool.clone());
+        let forget = move || {
+            journal.remove(&local.id);
+            spool.recycle(local);
+        };
+        // Nothing can journal this file again (it is gone or in sync), so
+        // a blocking thread may do it later; a FUSE thread does it now.
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(forget)),
+            Err(_) => forget(),
+        }
     }
 
     /// Forgets the spool of a file whose last writes failed (the disk was
