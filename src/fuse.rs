@@ -10,7 +10,7 @@
 use std::ffi::OsStr;
 use std::io;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use fuser::{
     CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
@@ -123,6 +123,56 @@ fn tgid_of(tid: u32) -> Option<u32> {
         .filter_map(|l| l.strip_suffix('\n'))
         .find_map(|l| l.strip_prefix("Tgid:"))
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// What a lookup tells the kernel: the entry, or that the name is missing
+/// and for how long it may keep that (a negative dentry).
+enum Found {
+    Entry(Attr),
+    Missing(Duration),
+}
+
+/// A name missing because a negative entry says so is answered as a
+/// negative dentry valid as long as that entry: the kernel then asks
+/// nothing more of that name meanwhile (`cp` probes each name before
+/// creating it). The core tells the kernel to forget it if the name comes
+/// sooner (a re-listing, SIGHUP).
+fn found_or_missing(
+    fs: &BridgeFs,
+    parent: u64,
+    name: &str,
+    found: FsResult<Attr>,
+) -> FsResult<Found> {
+    match found {
+        Ok(a) => Ok(Found::Entry(a)),
+        Err(FsError::NotFound) => match fs.missing_for(parent, name) {
+            Some(valid_for) => Ok(Found::Missing(valid_for)),
+            None => Err(FsError::NotFound),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// The attributes of a negative entry: node id 0 is how FUSE says
+/// "no such name, and keep knowing it".
+fn missing_attr() -> FileAttr {
+    FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: std::time::UNIX_EPOCH,
+        mtime: std::time::UNIX_EPOCH,
+        ctime: std::time::UNIX_EPOCH,
+        crtime: std::time::UNIX_EPOCH,
+        kind: FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 0,
+        flags: 0,
+    }
 }
 
 /// Whether `tid` is its process's main thread (its tid is the tgid):
@@ -291,12 +341,21 @@ impl Filesystem for FuseAdapter {
         self.answer(
             "lookup",
             reply,
-            || self.fs.lookup_cached(parent.0, &name),
+            || {
+                let found = self.fs.lookup_cached(parent.0, &name)?;
+                Some(found_or_missing(&self.fs, parent.0, &name, found))
+            },
             || {
                 let name = name.clone();
-                async move { fs.lookup(parent.0, &name).await }
+                async move {
+                    let found = fs.lookup(parent.0, &name).await;
+                    found_or_missing(&fs, parent.0, &name, found)
+                }
             },
-            move |r, a| r.entry(&a.valid_for, &to_file_attr(&a, owner), Generation(0)),
+            move |r, found| match found {
+                Found::Entry(a) => r.entry(&a.valid_for, &to_file_attr(&a, owner), Generation(0)),
+                Found::Missing(valid_for) => r.entry(&valid_for, &missing_attr(), Generation(0)),
+            },
         );
     }
 

@@ -267,8 +267,9 @@ impl BridgeFs {
 
     /// Forgets cached listings and content (SIGHUP: a manual refresh).
     pub fn refresh(&self) {
-        {
+        let missing = {
             let mut st = self.state.lock();
+            let missing = st.cache.negative_names();
             st.cache.clear();
             // Unreferenced inodes go too (the kernel holds the rest).
             let mut keep: HashSet<Ino> = st.locals.iter().copied().collect();
@@ -277,7 +278,10 @@ impl BridgeFs {
             let hidden: HashSet<Ino> = keep;
             st.hidden.retain(|_, i| hidden.contains(i));
             tracing::debug!(dropped, "inode table trimmed by SIGHUP");
-        }
+            missing
+        };
+        // The kernel keeps missing names as long as the daemon did.
+        self.tell_kernel(missing, Vec::new());
         self.blocks.clear();
         for m in &self.mounts {
             m.backend.forget_memos();

@@ -121,6 +121,65 @@ fn remote_renames_and_deletes_show_within_the_ttl() {
     assert_eq!(std::fs::read(m.path("library/after.txt")).unwrap(), b"x");
 }
 
+/// A missing name is a negative dentry for as long as the daemon's own
+/// negative entry (the kernel asks no more of it meanwhile); a re-listing
+/// that brings the name, or SIGHUP, has the kernel forget it at once.
+#[test]
+fn a_missing_name_the_kernel_keeps_shows_once_the_remote_has_it() {
+    let emu = Emulator::demo();
+    let port = free_port();
+    let m = Mount::start_with(
+        &emu,
+        MountOptions {
+            metadata_ttl: "1s",
+            negative_ttl: "60s",
+            extra_toml: format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+            ..Default::default()
+        },
+    );
+    let lookups = || {
+        let text = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics"))
+            .unwrap()
+            .text()
+            .unwrap();
+        sample(&text, "bridgefs_fuse_requests_total{op=\"lookup\"}")
+    };
+    let (late, later) = (
+        m.path("apps/handbook/late.txt"),
+        m.path("apps/handbook/later.txt"),
+    );
+    assert!(!late.exists() && !later.exists());
+    let asked = lookups();
+    for _ in 0..10 {
+        assert!(!late.exists());
+    }
+    assert_eq!(lookups(), asked, "the kernel kept the missing name");
+
+    // A re-listing (after the 1 s TTL, brought by another name's lookup)
+    // holds the name: the kernel forgets that it was missing.
+    emu.emu()
+        .files
+        .lock()
+        .add_file("handbook", "late.txt", &b"arrived"[..]);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(!m.path("apps/handbook/other.txt").exists());
+    eventually("the re-listed name to show", Duration::from_secs(2), || {
+        std::fs::read(&late).is_ok_and(|b| b == b"arrived")
+    });
+
+    // SIGHUP: every missing name is forgotten.
+    emu.emu()
+        .files
+        .lock()
+        .add_file("handbook", "later.txt", &b"too"[..]);
+    unsafe { libc::kill(m.pid().unwrap() as i32, libc::SIGHUP) };
+    eventually(
+        "the name to show after SIGHUP",
+        Duration::from_secs(2),
+        || later.exists(),
+    );
+}
+
 #[test]
 fn an_overwrite_of_a_file_someone_else_changed_keeps_both_versions() {
     let emu = Emulator::demo();

@@ -367,21 +367,6 @@ fn status_shows_an_upload_in_flight_with_its_bytes() {
     assert!(after.contains("bridgefs running"), "{after}");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The value of one sample line (`name{labels} value`) in a scrape.
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0.0)
-}
-
 #[test]
 fn the_metrics_endpoint_counts_as_files_are_copied() {
     let emu = Emulator::demo();

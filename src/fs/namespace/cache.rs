@@ -132,6 +132,19 @@ impl MetaCache {
         }
     }
 
+    /// How long a negative entry stays true (the kernel may keep the
+    /// missing name that long too).
+    pub fn negative_left(&mut self, dir: Ino, name: &str) -> Option<Duration> {
+        let at = *self.negatives.get(&(dir, name.to_string()))?;
+        Some(self.negative_ttl.saturating_sub(at.elapsed())).filter(|d| !d.is_zero())
+    }
+
+    /// Every name a negative entry holds (the kernel must forget them
+    /// when they go before their time).
+    pub fn negative_names(&self) -> Vec<(Ino, String)> {
+        self.negatives.iter().map(|(k, _)| k.clone()).collect()
+    }
+
     pub fn put_negative(&mut self, dir: Ino, name: &str) {
         if !self.negative_ttl.is_zero() {
             self.negatives.put((dir, name.to_string()), Instant::now());

@@ -96,6 +96,7 @@ impl BridgeFs {
             .any(dir)
             .map(|l| l.entries.iter().map(|(n, _)| n.clone()).collect())
             .unwrap_or_default();
+        let appeared = appeared(&mut st, dir, &before, &names);
         let mut list = Vec::with_capacity(entries.len());
         st.table.reserve_for(bidx, &entries);
         let large = entries.len() >= LARGE_LISTING;
@@ -130,9 +131,12 @@ impl BridgeFs {
             }
         }
         st.cache.put(dir, listing);
+        // Names that went, and names the kernel may hold as missing that a
+        // remote change brought.
         let gone: Vec<(Ino, String)> = gone
             .into_iter()
             .filter(|(_, n)| st.cache.any(dir).is_some_and(|l| l.get(n).is_none()))
+            .chain(appeared)
             .collect();
         if st.table.len() > self.opts.max_entries {
             let mut keep = st.cache.referenced();
@@ -253,6 +257,20 @@ impl BridgeFs {
             st.cache.invalidate(d);
         }
     }
+}
+
+/// Names new in a listing that a negative entry held as missing (and so
+/// may the kernel, for as long): cleared, for the kernel to forget too.
+fn appeared(st: &mut State, dir: Ino, before: &[String], names: &[String]) -> Vec<(Ino, String)> {
+    let before: HashSet<&str> = before.iter().map(String::as_str).collect();
+    let mut found = Vec::new();
+    for name in names.iter().filter(|n| !before.contains(n.as_str())) {
+        if st.cache.negative_left(dir, name).is_some() {
+            st.cache.clear_negative(dir, name);
+            found.push((dir, name.clone()));
+        }
+    }
+    found
 }
 
 /// Fills the sizes a listing lacks with `stat`, several at once.

@@ -33,6 +33,13 @@ impl BridgeFs {
         Some(Self::attr_locked(&st, ino))
     }
 
+    /// How long the kernel may hold `name` as missing from `parent`: as
+    /// long as the negative entry that answered its lookup. `None`: no
+    /// such entry (it must ask again).
+    pub fn missing_for(&self, parent: Ino, name: &str) -> Option<std::time::Duration> {
+        self.state.lock().cache.negative_left(parent, name)
+    }
+
     /// The child `name` of `parent` as far as fresh caches tell.
     fn cached_child(&self, st: &mut State, parent: Ino, name: &str) -> Option<FsResult<Ino>> {
         if parent == ROOT {
