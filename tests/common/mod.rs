@@ -373,6 +373,19 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The config section that serves a daemon's metrics on `port`.
+pub fn metrics_on(port: u16) -> String {
+    format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n")
+}
+
+/// One scrape of the metrics a daemon serves on `port`.
+pub fn scrape(port: u16) -> String {
+    reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics"))
+        .unwrap()
+        .text()
+        .unwrap()
+}
+
 /// The value of one sample line (`name{labels} value`) in a scrape.
 pub fn sample(text: &str, series: &str) -> f64 {
     text.lines()

@@ -133,17 +133,11 @@ fn a_missing_name_the_kernel_keeps_shows_once_the_remote_has_it() {
         MountOptions {
             metadata_ttl: "1s",
             negative_ttl: "60s",
-            extra_toml: format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+            extra_toml: metrics_on(port),
             ..Default::default()
         },
     );
-    let lookups = || {
-        let text = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics"))
-            .unwrap()
-            .text()
-            .unwrap();
-        sample(&text, "bridgefs_fuse_requests_total{op=\"lookup\"}")
-    };
+    let lookups = || sample(&scrape(port), "bridgefs_fuse_requests_total{op=\"lookup\"}");
     let (late, later) = (
         m.path("apps/handbook/late.txt"),
         m.path("apps/handbook/later.txt"),

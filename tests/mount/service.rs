@@ -374,13 +374,11 @@ fn the_metrics_endpoint_counts_as_files_are_copied() {
     let m = Mount::start_with(
         &emu,
         MountOptions {
-            extra_toml: format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+            extra_toml: metrics_on(port),
             ..Default::default()
         },
     );
-    let url = format!("http://127.0.0.1:{port}/metrics");
-    let scrape = || reqwest::blocking::get(&url).unwrap().text().unwrap();
-    let before = scrape();
+    let before = scrape(port);
     assert!(
         before.contains("# TYPE bridgefs_fuse_requests_total counter"),
         "{before}"
@@ -394,7 +392,7 @@ fn the_metrics_endpoint_counts_as_files_are_copied() {
         src.path().display(),
         m.path("library/copied").display()
     ));
-    let after = scrape();
+    let after = scrape(port);
     let delta = |series: &str| sample(&after, series) - sample(&before, series);
     assert!(
         delta("bridgefs_remote_calls_total{endpoint=\"library.upload\"}") >= 5.0,
