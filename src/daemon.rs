@@ -307,6 +307,7 @@ fn exposition(
             uploads_in_flight: http.transfers().snapshot().len(),
             upload_bytes_sent: http.transfers().bytes_sent(),
             orphaned_records: journal.as_ref().map_or(0, |j| j.orphaned().len()),
+            disk_syncs: fs.disk_syncs(),
         };
         crate::metrics::render(&fuse, &figures)
     })

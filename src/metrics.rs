@@ -48,6 +48,9 @@ pub struct Figures {
     pub uploads_in_flight: usize,
     pub upload_bytes_sent: u64,
     pub orphaned_records: usize,
+    /// (fsyncs and fdatasyncs made for the durability promise, the
+    /// microseconds spent waiting for them).
+    pub disk_syncs: (u64, u64),
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -173,7 +176,7 @@ fn render_local(out: &mut String, f: &Figures) {
         );
     }
     let b = &f.block_cache;
-    let rows: [(&str, &str, &str, String); 9] = [
+    let rows: [(&str, &str, &str, String); 11] = [
         (
             "bridgefs_block_cache_hits_total",
             "counter",
@@ -227,6 +230,18 @@ fn render_local(out: &mut String, f: &Figures) {
             "gauge",
             "Journal records whose bytes are gone (bridgefs pending list).",
             f.orphaned_records.to_string(),
+        ),
+        (
+            "bridgefs_disk_syncs_total",
+            "counter",
+            "fsyncs and fdatasyncs of spool files and journal records (the durability promise).",
+            f.disk_syncs.0.to_string(),
+        ),
+        (
+            "bridgefs_disk_sync_seconds_total",
+            "counter",
+            "Time spent waiting for those syncs.",
+            format!("{:.6}", f.disk_syncs.1 as f64 / 1e6),
         ),
     ];
     for (name, kind, help, value) in rows {

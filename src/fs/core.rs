@@ -337,6 +337,11 @@ impl BridgeFs {
         (counters, pending, st.table.len())
     }
 
+    /// The write-back component's disk syncs: (count, microseconds).
+    pub fn disk_syncs(&self) -> (u64, u64) {
+        self.writeback.journal.syncs().figures()
+    }
+
     /// Backend names, for `status` and logs.
     pub fn mount_names(&self) -> Vec<String> {
         self.mounts.iter().map(|m| m.name.clone()).collect()

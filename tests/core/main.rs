@@ -264,7 +264,9 @@ async fn a_close_journals_on_the_calling_thread_and_sends_small_files_from_memor
             .pending()
     };
     let big = vec![7u8; 100 << 10];
-    for (name, bytes) in [("small.txt", &b"hello"[..]), ("big.bin", &big[..])] {
+    // A small file: one fdatasync of its slot; a large one: its spool
+    // file's, its record file's and the journal directory's.
+    for (name, bytes, syncs) in [("small.txt", &b"hello"[..], 1), ("big.bin", &big[..], 3)] {
         assert!(c.fs.lookup(c.top, name).await.is_err(), "a new name");
         let (attr, fh) =
             c.fs.create_cached(c.top, name, libc::O_WRONLY, PID)
@@ -272,9 +274,11 @@ async fn a_close_journals_on_the_calling_thread_and_sends_small_files_from_memor
                 .unwrap();
         c.fs.write(attr.ino, fh, 0, bytes).unwrap();
         let uploads = c.remote.calls("upload");
+        let (syncs_before, _) = c.fs.disk_syncs();
         let FlushStep::Upload(durable) = c.fs.flush_here(attr.ino, fh, PID) else {
             panic!("{name}: an upload must remain");
         };
+        assert_eq!(c.fs.disk_syncs().0 - syncs_before, syncs, "{name}");
         let journaled = pending();
         assert_eq!(journaled.len(), 1, "{name}: on disk before the upload");
         assert_eq!(journaled[0].name, name);

@@ -411,6 +411,9 @@ fn the_metrics_endpoint_counts_as_files_are_copied() {
         "{after}"
     );
     assert!(after.contains("bridgefs_pending_uploads 0"), "{after}");
+    // Each small file's close: one fdatasync of its journal slot, timed.
+    assert_eq!(delta("bridgefs_disk_syncs_total"), 5.0, "{after}");
+    assert!(delta("bridgefs_disk_sync_seconds_total") > 0.0, "{after}");
 }
 
 #[test]

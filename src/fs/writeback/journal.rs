@@ -15,6 +15,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::slots::Slots;
+use super::syncs::Syncs;
 use crate::fs::backend::Key;
 
 /// One upload the remote has not confirmed.
@@ -67,6 +68,8 @@ pub struct Journal {
     owner: bool,
     /// The last `seq` given.
     seq: Arc<AtomicU64>,
+    /// The disk syncs its records cost (shared with the slots).
+    syncs: Arc<Syncs>,
 }
 
 impl Journal {
@@ -84,17 +87,24 @@ impl Journal {
         let dir = state_dir.join("pending");
         std::fs::create_dir_all(&dir)?;
         crate::fs::writeback::spool::private(&dir)?;
-        let slots = Arc::new(Slots::open(&dir, owner)?);
+        let syncs = Arc::new(Syncs::default());
+        let slots = Arc::new(Slots::open(&dir, owner, syncs.clone())?);
         let journal = Journal {
             dir,
             slots,
             owner,
             seq: Arc::default(),
+            syncs,
         };
         // Above every record on disk, whatever the clock says now.
         let last = journal.every_record().map(|r| r.seq).max().unwrap_or(0);
         journal.seq.store(last, Ordering::Relaxed);
         Ok(journal)
+    }
+
+    /// The disk syncs made for records and their bytes.
+    pub fn syncs(&self) -> &Syncs {
+        &self.syncs
     }
 
     /// Every record on disk, of every id and kind (slots, record files,
@@ -166,7 +176,7 @@ impl Journal {
             // daemon's spool holds the bytes; another process leaves
             // them in the slot too).
             match std::fs::File::open(&p.spool) {
-                Ok(spool) => spool.sync_all()?,
+                Ok(spool) => self.syncs.timed(|| spool.sync_all())?,
                 Err(e) if self.owner => return Err(e),
                 Err(_) => {}
             }
@@ -200,7 +210,10 @@ impl Journal {
                 continue;
             }
             let tmp = rec.spool.with_extension("restoring");
-            match write_private(&tmp, &slot.data).and_then(|()| std::fs::rename(&tmp, &rec.spool)) {
+            let restored_file = write_private(&tmp, &slot.data)
+                .and_then(|f| self.syncs.timed(|| f.sync_data()))
+                .and_then(|()| std::fs::rename(&tmp, &rec.spool));
+            match restored_file {
                 Ok(()) => restored += 1,
                 Err(e) => {
                     let _ = std::fs::remove_file(&tmp);
@@ -226,12 +239,12 @@ impl Journal {
             ..self.sequenced(p)
         };
         let tmp = self.dir.join(format!("{}.tmp", p.id));
-        write_private(
-            &tmp,
-            &serde_json::to_vec_pretty(&p).map_err(std::io::Error::other)?,
-        )?;
+        let json = serde_json::to_vec_pretty(&p).map_err(std::io::Error::other)?;
+        let file = write_private(&tmp, &json)?;
+        self.syncs.timed(|| file.sync_data())?;
         std::fs::rename(&tmp, self.path(&p.id))?;
-        std::fs::File::open(&self.dir)?.sync_all()?;
+        let dir = std::fs::File::open(&self.dir)?;
+        self.syncs.timed(|| dir.sync_all())?;
         if self.owner {
             self.slots.remove(&p.id);
         }
@@ -333,8 +346,9 @@ impl Journal {
     }
 }
 
-/// Writes `bytes` to a new private (0600) file at `path`, fdatasynced.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes `bytes` to a new private (0600) file at `path`, for the caller
+/// to sync.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<std::fs::File> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     // Records and spool files hold users' files and names: private.
@@ -345,7 +359,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .mode(0o600)
         .open(path)?;
     f.write_all(bytes)?;
-    f.sync_data()
+    Ok(f)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub(in crate::fs) mod recover;
 pub(in crate::fs) mod retry;
 pub mod slots;
 pub mod spool;
+pub mod syncs;
 pub(in crate::fs) mod upload;
 
 use std::collections::{HashMap, HashSet};
@@ -68,7 +69,7 @@ impl WriteBack {
     ) -> FsResult<Content> {
         let journal_error = |e: std::io::Error| FsError::Io(format!("journal: {e}"));
         if local.size() >= slots::SLOT as u64 {
-            local.sync()?;
+            self.journal.syncs().timed(|| local.sync())?;
             self.journal.record_spooled(record).map_err(journal_error)?;
             return Ok(Content::Spooled(record.spool.clone()));
         }
@@ -82,7 +83,7 @@ impl WriteBack {
                 .record_inline(record, &data)
                 .map_err(journal_error)?;
         if !inline {
-            local.sync()?;
+            self.journal.syncs().timed(|| local.sync())?;
             self.journal.record_spooled(record).map_err(journal_error)?;
         }
         Ok(Content::InMemory {

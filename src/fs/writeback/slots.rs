@@ -19,11 +19,13 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use md5::{Digest, Md5};
 use parking_lot::Mutex;
 
 use super::journal::PendingUpload;
+use super::syncs::Syncs;
 
 /// Size of one slot.
 pub const SLOT: usize = 32 << 10;
@@ -46,6 +48,8 @@ pub struct SlotRecord {
 pub struct Slots {
     file: File,
     map: Mutex<SlotMap>,
+    /// Where its fdatasyncs are counted (the journal's).
+    syncs: Arc<Syncs>,
 }
 
 #[derive(Default)]
@@ -62,7 +66,7 @@ impl Slots {
     /// Only the `owner` (the daemon, which holds the instance lock) clears
     /// what a crash left; another reader (`status`, `pending`) must not
     /// touch slots the daemon may be reusing.
-    pub fn open(dir: &Path, owner: bool) -> std::io::Result<Slots> {
+    pub fn open(dir: &Path, owner: bool, syncs: Arc<Syncs>) -> std::io::Result<Slots> {
         use std::os::unix::fs::OpenOptionsExt;
         let path = dir.join("slots");
         let new = !path.exists();
@@ -85,6 +89,7 @@ impl Slots {
                 len,
                 ..SlotMap::default()
             }),
+            syncs,
         };
         let stale = slots.index(len);
         if owner {
@@ -142,7 +147,7 @@ impl Slots {
         let written = self
             .file
             .write_all_at(&encode(&json, data), (slot * SLOT) as u64)
-            .and_then(|()| self.file.sync_data());
+            .and_then(|()| self.syncs.timed(|| self.file.sync_data()));
         if let Err(e) = written {
             // The bytes may have reached the slot: unmade before reuse.
             self.clear(slot);
@@ -277,15 +282,15 @@ mod tests {
     #[test]
     fn records_and_bytes_survive_reopen_and_removal_frees_the_slot() {
         let dir = tempfile::tempdir().unwrap();
-        let slots = Slots::open(dir.path(), true).unwrap();
+        let slots = Slots::open(dir.path(), true, Arc::default()).unwrap();
         assert!(slots.write(&rec("a"), b"alpha").unwrap());
         assert!(slots.write(&rec("b"), b"beta").unwrap());
-        let reopened = Slots::open(dir.path(), true).unwrap();
+        let reopened = Slots::open(dir.path(), true, Arc::default()).unwrap();
         assert_eq!(reopened.get("a").unwrap().data, b"alpha");
         assert_eq!(reopened.get("b").unwrap().record, rec("b"));
         assert!(reopened.remove("a"));
         assert!(!reopened.remove("a"));
-        let again = Slots::open(dir.path(), true).unwrap();
+        let again = Slots::open(dir.path(), true, Arc::default()).unwrap();
         assert_eq!(again.all().len(), 1, "a removed record stays removed");
         let size = std::fs::metadata(dir.path().join("slots")).unwrap().len();
         assert_eq!(size, (GROW * SLOT) as u64, "grown by whole slots once");
@@ -294,7 +299,7 @@ mod tests {
     #[test]
     fn a_rewritten_record_moves_to_another_slot_and_a_torn_one_is_skipped() {
         let dir = tempfile::tempdir().unwrap();
-        let slots = Slots::open(dir.path(), true).unwrap();
+        let slots = Slots::open(dir.path(), true, Arc::default()).unwrap();
         assert!(slots.write(&rec("a"), b"v1").unwrap());
         let (first, _) = *slots.map.lock().by_id.get("a").unwrap();
         assert!(slots.write(&rec("a"), b"v2").unwrap());
@@ -303,7 +308,7 @@ mod tests {
         // Tear the live slot: one byte of its data changes.
         let at = (second * SLOT + HEADER + 5) as u64;
         slots.file.write_all_at(b"X", at).unwrap();
-        let reopened = Slots::open(dir.path(), true).unwrap();
+        let reopened = Slots::open(dir.path(), true, Arc::default()).unwrap();
         assert!(reopened.get("a").is_none(), "a torn slot fails its md5");
         assert!(
             reopened.all().is_empty(),
@@ -314,7 +319,7 @@ mod tests {
     #[test]
     fn of_two_slots_of_one_id_left_by_a_crash_the_later_stays_and_the_other_is_cleared() {
         let dir = tempfile::tempdir().unwrap();
-        let slots = Slots::open(dir.path(), true).unwrap();
+        let slots = Slots::open(dir.path(), true, Arc::default()).unwrap();
         let (old, new) = (
             PendingUpload { seq: 5, ..rec("a") },
             PendingUpload { seq: 9, ..rec("a") },
@@ -327,12 +332,15 @@ mod tests {
             .file
             .write_all_at(&encode(&json, b"old"), (spare * SLOT) as u64)
             .unwrap();
-        let reopened = Slots::open(dir.path(), true).unwrap();
+        let reopened = Slots::open(dir.path(), true, Arc::default()).unwrap();
         assert_eq!(reopened.get("a").unwrap().data, b"new", "the later wins");
         assert_eq!(reopened.all().len(), 1);
         assert!(reopened.remove("a"));
         assert!(
-            Slots::open(dir.path(), true).unwrap().all().is_empty(),
+            Slots::open(dir.path(), true, Arc::default())
+                .unwrap()
+                .all()
+                .is_empty(),
             "nothing comes back"
         );
     }
@@ -340,7 +348,7 @@ mod tests {
     #[test]
     fn of_two_writes_of_one_id_the_later_record_stays_whichever_ends_first() {
         let dir = tempfile::tempdir().unwrap();
-        let slots = Slots::open(dir.path(), true).unwrap();
+        let slots = Slots::open(dir.path(), true, Arc::default()).unwrap();
         assert!(slots
             .write(&PendingUpload { seq: 9, ..rec("a") }, b"later")
             .unwrap());
@@ -348,19 +356,28 @@ mod tests {
             .write(&PendingUpload { seq: 5, ..rec("a") }, b"earlier")
             .unwrap());
         assert_eq!(slots.get("a").unwrap().data, b"later");
-        assert_eq!(Slots::open(dir.path(), true).unwrap().all().len(), 1);
+        assert_eq!(
+            Slots::open(dir.path(), true, Arc::default())
+                .unwrap()
+                .all()
+                .len(),
+            1
+        );
     }
 
     #[test]
     fn the_file_stops_at_its_bound() {
         let dir = tempfile::tempdir().unwrap();
-        let slots = Slots::open(dir.path(), true).unwrap();
+        let slots = Slots::open(dir.path(), true, Arc::default()).unwrap();
         for i in 0..MAX_SLOTS {
             assert!(slots.write(&rec(&i.to_string()), b"x").unwrap());
         }
         assert!(!slots.write(&rec("one more"), b"x").unwrap());
         assert_eq!(
-            Slots::open(dir.path(), true).unwrap().all().len(),
+            Slots::open(dir.path(), true, Arc::default())
+                .unwrap()
+                .all()
+                .len(),
             MAX_SLOTS
         );
     }
