@@ -99,6 +99,9 @@ pub struct Row {
     /// Medians of the machine's busy CPU time per run, in seconds.
     pub floor_cpu: f64,
     pub mount_cpu: f64,
+    /// Median seconds per run the daemon itself waited for disk syncs
+    /// (its durability promise), where the item measured them.
+    pub mount_disk_sync: Option<f64>,
 }
 
 /// Runs `floor` and `mount` alternately, `pair_count()` times each (so
@@ -135,6 +138,7 @@ pub fn pairs(
         mount_cpu: cpu(&m),
         floor_calls: f.pop().map(|s| s.calls).unwrap_or_default(),
         mount_calls: m.pop().map(|s| s.calls).unwrap_or_default(),
+        mount_disk_sync: None,
     }
 }
 

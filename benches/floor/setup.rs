@@ -94,8 +94,28 @@ impl Bench {
         ttl: &'static str,
         deadline: &'static str,
     ) -> Mount {
+        self.mount_configured(base, apps, ttl, deadline, "")
+    }
+
+    /// [`Bench::mount`] serving its metrics, and their port: for items
+    /// that report what the daemon measured of itself.
+    pub fn mount_metered(&self, apps: &[&str], ttl: &'static str) -> (Mount, u16) {
+        let port = common::free_port();
+        let metrics = common::metrics_on(port);
+        let m = self.mount_configured(&self.emu.url(), apps, ttl, "20s", &metrics);
+        (m, port)
+    }
+
+    fn mount_configured(
+        &self,
+        base: &str,
+        apps: &[&str],
+        ttl: &'static str,
+        deadline: &'static str,
+        more_toml: &str,
+    ) -> Mount {
         let extra = format!(
-            "\n[[files]]\nmount_as = \"bench\"\nbase_url = \"{base}/files\"\napi_key_file = {:?}\napps = {:?}\n",
+            "\n[[files]]\nmount_as = \"bench\"\nbase_url = \"{base}/files\"\napi_key_file = {:?}\napps = {:?}\n{more_toml}",
             self.keys.path().join("files.key"),
             apps
         );

@@ -141,12 +141,28 @@ fn line(what: &str, secs: f64, row: Option<&Row>) -> String {
     );
     match row {
         Some(r) => format!(
-            "{alone}; over that item's API floor of {:.1} ms no FUSE daemon goes below {:.2}× (the mount: {:.2}×)",
+            "{alone}; over that item's API floor of {:.1} ms no FUSE daemon goes below {:.2}×{} (the mount: {:.2}×)",
             r.floor * 1e3,
             (r.floor + secs) / r.floor,
+            durable_bound(secs, r),
             r.ratio
         ),
         None => alone,
+    }
+}
+
+/// For an item whose daemon timed its own disk syncs: the bound of a
+/// daemon that keeps the same durability promise, which cannot overlap
+/// those syncs with the upload they must precede, nor with the kernel's
+/// round trips of a sequential `cp`.
+fn durable_bound(kernel: f64, r: &Row) -> String {
+    match r.mount_disk_sync {
+        Some(sync) => format!(
+            ", nor below {:.2}× with the mount's durability promise (its own journal fdatasyncs: {:.1} ms, median per run)",
+            (r.floor + kernel + sync) / r.floor,
+            sync * 1e3
+        ),
+        None => String::new(),
     }
 }
 
