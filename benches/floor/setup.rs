@@ -222,6 +222,11 @@ pub fn peak_rss(m: &Mount) -> u64 {
     status_kb(m, "VmHWM:") * 1024
 }
 
+/// The daemon's resident memory now (`VmRSS`), in bytes.
+pub fn resident(m: &Mount) -> u64 {
+    status_kb(m, "VmRSS:") * 1024
+}
+
 /// One `kB` line of `/proc/<daemon pid>/status`.
 fn status_kb(m: &Mount, key: &str) -> u64 {
     let pid = m.pid().expect("the daemon runs");
