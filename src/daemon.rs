@@ -308,6 +308,7 @@ fn exposition(
             upload_bytes_sent: http.transfers().bytes_sent(),
             orphaned_records: journal.as_ref().map_or(0, |j| j.orphaned().len()),
             disk_syncs: fs.disk_syncs(),
+            idle_download_buffers: http.idle_buffers(),
         };
         crate::metrics::render(&fuse, &figures)
     })

@@ -51,6 +51,8 @@ pub struct Figures {
     /// (fsyncs and fdatasyncs made for the durability promise, the
     /// microseconds spent waiting for them).
     pub disk_syncs: (u64, u64),
+    /// Reusable download buffers held idle.
+    pub idle_download_buffers: usize,
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -176,7 +178,7 @@ fn render_local(out: &mut String, f: &Figures) {
         );
     }
     let b = &f.block_cache;
-    let rows: [(&str, &str, &str, String); 11] = [
+    let rows: [(&str, &str, &str, String); 12] = [
         (
             "bridgefs_block_cache_hits_total",
             "counter",
@@ -242,6 +244,12 @@ fn render_local(out: &mut String, f: &Figures) {
             "counter",
             "Time spent waiting for those syncs.",
             format!("{:.6}", f.disk_syncs.1 as f64 / 1e6),
+        ),
+        (
+            "bridgefs_download_buffers_idle",
+            "gauge",
+            "1 MiB download buffers kept for reuse (at most 16; SIGHUP releases them).",
+            f.idle_download_buffers.to_string(),
         ),
     ];
     for (name, kind, help, value) in rows {

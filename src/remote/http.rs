@@ -242,6 +242,11 @@ impl HttpClient {
         self.buffers.clear();
     }
 
+    /// How many download buffers wait idle for reuse.
+    pub fn idle_buffers(&self) -> usize {
+        self.buffers.idle()
+    }
+
     /// A snapshot of the per-endpoint counters.
     pub fn stats(&self) -> BTreeMap<String, EndpointStats> {
         self.stats

@@ -416,6 +416,41 @@ fn the_metrics_endpoint_counts_as_files_are_copied() {
     assert!(delta("bridgefs_disk_sync_seconds_total") > 0.0, "{after}");
 }
 
+/// Range downloads land in reused 1 MiB buffers, at most 16 of them idle;
+/// SIGHUP, which drops cached content, lets go of them.
+#[test]
+fn sighup_lets_go_of_the_idle_download_buffers() {
+    let emu = Emulator::demo();
+    let bytes = pattern(8 << 20, 3);
+    emu.emu()
+        .files
+        .lock()
+        .add_file("handbook", "big.bin", bytes.clone());
+    let port = free_port();
+    let m = Mount::start_with(
+        &emu,
+        MountOptions {
+            extra_toml: metrics_on(port),
+            ..Default::default()
+        },
+    );
+    let idle = || sample(&scrape(port), "bridgefs_download_buffers_idle");
+    assert_eq!(idle(), 0.0, "none before a download");
+    assert!(std::fs::read(m.path("apps/handbook/big.bin")).unwrap() == bytes);
+    eventually(
+        "buffers idle after the read",
+        Duration::from_secs(2),
+        || idle() > 0.0,
+    );
+    assert!(idle() <= 16.0, "at most 16 idle");
+    unsafe { libc::kill(m.pid().unwrap() as i32, libc::SIGHUP) };
+    eventually(
+        "no idle buffer after SIGHUP",
+        Duration::from_secs(2),
+        || idle() == 0.0,
+    );
+}
+
 #[test]
 fn check_against_a_dead_port_reports_every_place_failed() {
     let files = crate::common::demo_files();
