@@ -136,6 +136,14 @@ impl Mount {
         Mount::start_with(emu, MountOptions::default())
     }
 
+    /// [`Mount::start_with`] serving the daemon's metrics on a free port,
+    /// returned with the mount (read it with [`scrape`]).
+    pub fn start_metered(emu: &Emulator, mut opts: MountOptions) -> (Mount, u16) {
+        let port = free_port();
+        opts.extra_toml += &metrics_on(port);
+        (Mount::start_with(emu, opts), port)
+    }
+
     pub fn start_with(emu: &Emulator, opts: MountOptions) -> Mount {
         let files = demo_files();
         let mountpoint = files.path("mnt");

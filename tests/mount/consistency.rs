@@ -127,13 +127,11 @@ fn remote_renames_and_deletes_show_within_the_ttl() {
 #[test]
 fn a_missing_name_the_kernel_keeps_shows_once_the_remote_has_it() {
     let emu = Emulator::demo();
-    let port = free_port();
-    let m = Mount::start_with(
+    let (m, port) = Mount::start_metered(
         &emu,
         MountOptions {
             metadata_ttl: "1s",
             negative_ttl: "60s",
-            extra_toml: metrics_on(port),
             ..Default::default()
         },
     );

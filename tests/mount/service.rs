@@ -370,14 +370,7 @@ fn status_shows_an_upload_in_flight_with_its_bytes() {
 #[test]
 fn the_metrics_endpoint_counts_as_files_are_copied() {
     let emu = Emulator::demo();
-    let port = free_port();
-    let m = Mount::start_with(
-        &emu,
-        MountOptions {
-            extra_toml: metrics_on(port),
-            ..Default::default()
-        },
-    );
+    let (m, port) = Mount::start_metered(&emu, MountOptions::default());
     let before = scrape(port);
     assert!(
         before.contains("# TYPE bridgefs_fuse_requests_total counter"),
@@ -426,14 +419,7 @@ fn sighup_lets_go_of_the_idle_download_buffers() {
         .files
         .lock()
         .add_file("handbook", "big.bin", bytes.clone());
-    let port = free_port();
-    let m = Mount::start_with(
-        &emu,
-        MountOptions {
-            extra_toml: metrics_on(port),
-            ..Default::default()
-        },
-    );
+    let (m, port) = Mount::start_metered(&emu, MountOptions::default());
     let idle = || sample(&scrape(port), "bridgefs_download_buffers_idle");
     assert_eq!(idle(), 0.0, "none before a download");
     assert!(std::fs::read(m.path("apps/handbook/big.bin")).unwrap() == bytes);
