@@ -19,6 +19,7 @@ use lru::LruCache;
 use parking_lot::Mutex;
 
 use super::backend::{Backend, Entry};
+use super::background::Background;
 use super::error::FsResult;
 
 /// Size of one cached block.
@@ -79,6 +80,9 @@ impl Source<'_> {
 /// Blocks of content keyed by inode, content version and block index.
 pub struct BlockCache {
     inner: Mutex<Inner>,
+    /// Where read-ahead runs: on the daemon's runtime, whichever runtime
+    /// drives the read that starts it.
+    background: Background,
     hits: std::sync::atomic::AtomicU64,
     misses: std::sync::atomic::AtomicU64,
 }
@@ -114,7 +118,7 @@ impl Inner {
 }
 
 impl BlockCache {
-    pub fn new(max_bytes: u64) -> BlockCache {
+    pub(in crate::fs) fn new(max_bytes: u64, background: Background) -> BlockCache {
         let blocks = NonZeroUsize::new(((max_bytes / BLOCK) as usize).max(4)).expect("non-zero");
         BlockCache {
             inner: Mutex::new(Inner {
@@ -124,6 +128,7 @@ impl BlockCache {
                     NonZeroUsize::new(DELIVERED_REMEMBERED).expect("non-zero"),
                 ),
             }),
+            background,
             hits: Default::default(),
             misses: Default::default(),
         }
@@ -219,7 +224,7 @@ impl BlockCache {
         };
         for idx in wanted {
             let f = self.block(src, idx);
-            tokio::spawn(async move {
+            self.background.spawn(async move {
                 let _ = f.await;
             });
         }

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use parking_lot::Mutex;
 
 use crate::fs::backend::{fallback_time, Backend, Entry, Kind};
+use crate::fs::background::Background;
 use crate::fs::content::BlockCache;
 use crate::fs::error::{FsError, FsResult};
 use crate::fs::handles::Handles;
@@ -115,6 +116,8 @@ pub struct BridgeFs {
     pub(in crate::fs) writeback: WriteBack,
     pub(in crate::fs) overlay: Overlay,
     pub(in crate::fs) opts: FsOptions,
+    /// The daemon's runtime: the core's own tasks run there.
+    pub(in crate::fs) background: Background,
     pub counters: Counters,
 }
 
@@ -123,6 +126,7 @@ impl BridgeFs {
         let writeback = WriteBack::open(&opts.cache_dir, &opts.state_dir)?;
         let overlay = Overlay::open(&opts.state_dir)
             .map_err(|e| FsError::Io(format!("state dir {}: {e}", opts.state_dir.display())))?;
+        let background = Background::current()?;
         let mut table = InodeTable::new();
         table.insert_root(Entry::dir("", "", "root"));
         for (i, m) in mounts.iter().enumerate() {
@@ -141,12 +145,13 @@ impl BridgeFs {
             }),
             handles: Mutex::new(Handles::default()),
             locks: Mutex::new(HashMap::new()),
-            blocks: Arc::new(BlockCache::new(opts.read_cache_bytes)),
+            blocks: Arc::new(BlockCache::new(opts.read_cache_bytes, background.clone())),
             kernel: Default::default(),
             mounts,
             writeback,
             overlay,
             opts,
+            background,
             counters: Counters::default(),
         }))
     }
@@ -259,10 +264,7 @@ impl BridgeFs {
                 k.forget_inode(*ino);
             }
         };
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => drop(rt.spawn_blocking(forget)),
-            Err(_) => drop(std::thread::spawn(forget)),
-        }
+        drop(self.background.blocking(forget));
     }
 
     /// Forgets cached listings and content (SIGHUP: a manual refresh).

@@ -4,6 +4,7 @@
 //! [`backend::Backend`] trait (implemented in `crate::backends`).
 //!
 //! - [`core`]: the shared state and the `BridgeFs` type;
+//! - `background`: the daemon's runtime, where the core's own tasks run;
 //! - `handles`: open file and directory handles, under their own lock;
 //! - [`namespace`]: inodes, listings, names, hidden views;
 //! - [`content`]: the block cache and read-ahead of remote content;
@@ -11,6 +12,7 @@
 //! - [`ops`]: the FUSE-shaped operations, fast path included.
 
 pub mod backend;
+mod background;
 pub mod content;
 pub mod core;
 pub mod error;

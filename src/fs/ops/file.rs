@@ -409,10 +409,7 @@ impl BridgeFs {
         };
         // Nothing can journal this file again (it is gone or in sync), so
         // a blocking thread may do it later; a FUSE thread does it now.
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => drop(rt.spawn_blocking(forget)),
-            Err(_) => forget(),
-        }
+        self.background.off_the_runtime(forget);
     }
 
     /// Forgets the spool of a file whose last writes failed (the disk was

@@ -16,12 +16,14 @@ impl BridgeFs {
         let Some(k) = self.kernel.read().clone() else {
             return;
         };
-        let _ = tokio::task::spawn_blocking(move || {
-            for (parent, name) in &entries {
-                k.forget_entry(*parent, name);
-            }
-        })
-        .await;
+        let _ = self
+            .background
+            .blocking(move || {
+                for (parent, name) in &entries {
+                    k.forget_entry(*parent, name);
+                }
+            })
+            .await;
     }
 
     /// Removes the file remotely at once. As on a local disk, descriptors

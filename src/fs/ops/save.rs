@@ -215,7 +215,7 @@ impl BridgeFs {
     /// the remote file is removed (its bytes live on in the local backup).
     fn expire_later(self: &Arc<Self>, dir: Ino, name: String) {
         let me = self.clone();
-        tokio::spawn(async move {
+        self.background.spawn(async move {
             tokio::time::sleep(VACANCY_GRACE).await;
             let Some(v) = me.state.lock().vacated.remove(&(dir, name.clone())) else {
                 return;

@@ -41,7 +41,7 @@ impl BridgeFs {
             return;
         }
         let fs = self.clone();
-        tokio::spawn(async move {
+        self.background.spawn(async move {
             for rec in kept {
                 let rec = PendingUpload {
                     refused: None,
@@ -72,7 +72,7 @@ impl BridgeFs {
             return;
         }
         let fs = self.clone();
-        tokio::spawn(async move {
+        self.background.spawn(async move {
             let mut delay = Duration::from_secs(1);
             loop {
                 tokio::time::sleep(delay).await;

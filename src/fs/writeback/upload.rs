@@ -36,7 +36,9 @@ impl BridgeFs {
     /// meanwhile.
     async fn make_durable(self: &Arc<Self>, job: &UploadJob) -> FsResult<Content> {
         let (me, local, record) = (self.clone(), job.local.clone(), job.record.clone());
-        let written = tokio::task::spawn_blocking(move || me.writeback.durable(&local, &record));
+        let written = self
+            .background
+            .blocking(move || me.writeback.durable(&local, &record));
         written
             .await
             .map_err(|e| FsError::Io(format!("journal: {e}")))?
@@ -271,7 +273,8 @@ impl BridgeFs {
     /// it is on disk, and tokio's worker goes on serving meanwhile.
     pub(in crate::fs) async fn rewrite_record(&self, rec: PendingUpload) -> std::io::Result<()> {
         let journal = self.writeback.journal.clone();
-        tokio::task::spawn_blocking(move || journal.record(&rec))
+        self.background
+            .blocking(move || journal.record(&rec))
             .await
             .map_err(std::io::Error::other)?
     }
