@@ -162,6 +162,7 @@ pub fn run(config: Config, mountpoint: &Path, config_path: Option<&Path>) -> Res
     let adapter = FuseAdapter::new(
         fs.clone(),
         rt.handle().clone(),
+        FUSE_THREADS,
         owner(&config),
         fuse_metrics,
     );

@@ -435,3 +435,53 @@ fn a_slow_upload_that_keeps_sending_is_not_cut_by_the_attempt_timeout() {
         "it did take longer than the deadline"
     );
 }
+
+/// A call driven on a thread's own current-thread runtime (as a FUSE
+/// thread drives an unlink) leaves its connection in that thread's pool:
+/// the daemon's runtime, calling next while that thread sits idle, opens
+/// a connection of its own instead of stalling on one nothing drives.
+#[test]
+fn a_threads_own_runtime_keeps_its_connections_to_itself() {
+    let emu = Emulator::demo();
+    let http = HttpClient::new(RetryPolicy {
+        max_attempts: 1,
+        attempt_timeout: Duration::from_secs(3),
+        call_deadline: Duration::from_secs(3),
+        ..policy()
+    })
+    .unwrap();
+    let base = url::Url::parse(&format!("{}/files", emu.url())).unwrap();
+    let app = Call::new(
+        "test.app",
+        Method::GET,
+        join(&base, "/api/apps/handbook").unwrap(),
+    );
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let (first_tx, first_rx) = std::sync::mpsc::channel();
+    let idle_thread = {
+        let (http, app) = (http.clone(), app.clone());
+        std::thread::spawn(move || {
+            let own = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let first = own.block_on(http.json::<Value>(&app, &Key(KEY)));
+            first_tx.send(first.is_ok()).unwrap();
+            // The runtime lives on, undriven, with its idle connection.
+            let _ = done_rx.recv();
+        })
+    };
+    assert!(
+        first_rx.recv().unwrap(),
+        "the first call, on its own runtime"
+    );
+    let daemons = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let second = daemons.block_on(http.json::<Value>(&app, &Key(KEY)));
+    done_tx.send(()).unwrap();
+    idle_thread.join().unwrap();
+    assert!(second.is_ok(), "the daemon's runtime's call: {second:?}");
+}

@@ -636,6 +636,62 @@ fn close_from_another_thread_reports_the_upload_error() {
     emu.set_faults(Faults::default());
 }
 
+/// Closes held up by the remote take at most all FUSE threads but one
+/// (each drives its own upload): a listing answered from memory still
+/// comes back before any of those closes has.
+#[test]
+fn closes_held_by_the_remote_leave_a_thread_for_cached_requests() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let emu = Emulator::demo();
+    let (m, port) = Mount::start_metered(&emu, MountOptions::default());
+    let remote = Remote::new(&emu.url());
+    let listed = std::fs::read_dir(m.path("library")).unwrap().count();
+    std::fs::read_dir(m.path("apps/handbook")).unwrap().count();
+    emu.set_faults(Faults {
+        latency_ms: 3000,
+        path_contains: Some("/api/blobs".into()),
+        ..Default::default()
+    });
+    let closed = Arc::new(AtomicUsize::new(0));
+    let writers: Vec<_> = (0..6)
+        .map(|i| {
+            let (p, closed) = (
+                m.path(&format!("apps/handbook/held-{i}.txt")),
+                closed.clone(),
+            );
+            std::thread::spawn(move || {
+                let written = std::fs::write(p, format!("held {i}"));
+                closed.fetch_add(1, Ordering::SeqCst);
+                written
+            })
+        })
+        .collect();
+    eventually("six uploads in flight", Duration::from_secs(10), || {
+        sample(&scrape(port), "bridgefs_uploads_in_flight") >= 6.0
+    });
+    // OPENDIR and READDIR of another directory, answered from memory.
+    assert_eq!(
+        std::fs::read_dir(m.path("library")).unwrap().count(),
+        listed
+    );
+    assert_eq!(
+        closed.load(Ordering::SeqCst),
+        0,
+        "the listing waited for a held upload"
+    );
+    for w in writers {
+        w.join().unwrap().unwrap();
+    }
+    emu.set_faults(Faults::default());
+    for i in 0..6 {
+        assert_eq!(
+            remote.app_bytes_by_name("handbook", &format!("held-{i}.txt")),
+            Some(format!("held {i}").into_bytes())
+        );
+    }
+}
+
 /// The POSIX corners a script meets, each with the errno a local disk gives.
 #[test]
 fn posix_corners_answer_their_errnos() {
