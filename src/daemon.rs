@@ -162,7 +162,6 @@ pub fn run(config: Config, mountpoint: &Path, config_path: Option<&Path>) -> Res
     let adapter = FuseAdapter::new(
         fs.clone(),
         rt.handle().clone(),
-        FUSE_THREADS,
         owner(&config),
         fuse_metrics,
     );

@@ -2,12 +2,9 @@
 //! the local spool (its `*_cached` methods: lookups and attributes of
 //! listed entries, directory snapshots, reads of cached blocks, spool
 //! writes, closes with nothing to upload, foreign xattr namespaces) is
-//! answered on the FUSE thread. A request whose remote work ends with it
-//! (unlink, rmdir, mkdir, a writer's close) is driven there too, on the
-//! thread's own runtime, while another FUSE thread stays free
-//! ([`in_place`]); anything else is spawned on tokio with its reply moved
-//! into the task, so a slow remote call never blocks other requests. It
-//! only translates between fuser's types and [`BridgeFs`];
+//! answered on the FUSE thread; anything else is spawned on tokio with its
+//! reply moved into the task, so a slow remote call never blocks other
+//! requests. It only translates between fuser's types and [`BridgeFs`];
 //! errors become errnos through [`FsError::errno`].
 
 use std::ffi::OsStr;
@@ -27,9 +24,6 @@ use crate::fs::backend::Kind;
 use crate::fs::core::{Attr, BridgeFs};
 use crate::fs::{FlushStep, FsError, FsResult, SetAttr};
 use crate::metrics::FuseMetrics;
-
-mod in_place;
-use in_place::InPlace;
 
 /// The kernel's caches, through fuser's notifier: what the core asks to
 /// forget (see [`crate::fs::kernel`]). Errors (`ENOENT`: the kernel had
@@ -56,24 +50,20 @@ pub struct Owner {
 pub struct FuseAdapter {
     fs: Arc<BridgeFs>,
     rt: Handle,
-    in_place: InPlace,
     owner: Owner,
     metrics: Arc<FuseMetrics>,
 }
 
 impl FuseAdapter {
-    /// For a session of `fuse_threads` threads, handing remote work to `rt`.
     pub fn new(
         fs: Arc<BridgeFs>,
         rt: Handle,
-        fuse_threads: usize,
         owner: Owner,
         metrics: Arc<FuseMetrics>,
     ) -> FuseAdapter {
         FuseAdapter {
             fs,
             rt,
-            in_place: InPlace::new(fuse_threads),
             owner,
             metrics,
         }
@@ -284,26 +274,6 @@ impl FuseAdapter {
         });
     }
 
-    /// Drives a request's remote work on this FUSE thread while another
-    /// one stays free ([`in_place`]), else runs it on tokio.
-    fn run_here<R, T, F>(
-        &self,
-        op: &'static str,
-        started: Instant,
-        reply: R,
-        fut: F,
-        ok: impl FnOnce(R, T) + Send + 'static,
-    ) where
-        R: Fail + Send + 'static,
-        T: Send + 'static,
-        F: std::future::Future<Output = FsResult<T>> + Send + 'static,
-    {
-        match self.in_place.drive(fut) {
-            Ok(result) => finish(&self.metrics, op, started, reply, result, ok),
-            Err(fut) => self.run(op, started, reply, fut, ok),
-        }
-    }
-
     /// The fast path: the core's answer from memory, given on this FUSE
     /// thread (`fast`), or else the long way on tokio (`slow`).
     fn answer<R, T, F>(
@@ -458,7 +428,7 @@ impl Filesystem for FuseAdapter {
             return reply.error(Errno::from_i32(libc::EINVAL));
         };
         let (fs, owner) = (self.fs.clone(), self.owner);
-        self.run_here(
+        self.run(
             "mkdir",
             Instant::now(),
             reply,
@@ -472,7 +442,7 @@ impl Filesystem for FuseAdapter {
             return reply.error(Errno::from_i32(libc::ENOENT));
         };
         let fs = self.fs.clone();
-        self.run_here(
+        self.run(
             "unlink",
             Instant::now(),
             reply,
@@ -486,7 +456,7 @@ impl Filesystem for FuseAdapter {
             return reply.error(Errno::from_i32(libc::ENOENT));
         };
         let fs = self.fs.clone();
-        self.run_here(
+        self.run(
             "rmdir",
             Instant::now(),
             reply,
@@ -599,11 +569,11 @@ impl Filesystem for FuseAdapter {
             FlushStep::Done(result) => finish(&self.metrics, "flush", started, reply, result, ok),
             FlushStep::Upload(durable) => {
                 let upload = async move { fs.flush_upload(durable).await };
-                self.run_here("flush", started, reply, upload, ok)
+                self.run("flush", started, reply, upload, ok)
             }
             FlushStep::LongWay => {
                 let flush = async move { fs.flush(ino.0, fh.0, pid).await };
-                self.run_here("flush", started, reply, flush, ok)
+                self.run("flush", started, reply, flush, ok)
             }
         }
     }

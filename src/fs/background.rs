@@ -1,9 +1,9 @@
 //! Where the core's own work runs: retries, read-ahead, delayed removals
-//! and blocking disk work. Always on the daemon's runtime, whichever
-//! runtime drives the request that starts it: a request may be driven to
-//! its end on a FUSE thread's runtime of its own (see `crate::fuse`), and
-//! a task left on that runtime would wait until that thread serves its
-//! next request.
+//! and blocking disk work, always on the daemon's runtime, named once.
+//! A request's future may be polled anywhere (a FUSE thread answering from
+//! memory runs in no runtime at all); what it starts must not depend on
+//! that: a task left on a runtime nothing drives any more would never run,
+//! and a thread spawned per kernel notice costs more than the notice.
 
 use std::future::Future;
 

@@ -204,7 +204,7 @@ pub struct EndpointStats {
 /// The shared client. Cheap to clone.
 #[derive(Clone)]
 pub struct HttpClient {
-    clients: Arc<Clients>,
+    client: reqwest::Client,
     policy: RetryPolicy,
     stats: Arc<Mutex<BTreeMap<&'static str, EndpointStats>>>,
     transfers: Transfers,
@@ -213,8 +213,14 @@ pub struct HttpClient {
 
 impl HttpClient {
     pub fn new(policy: RetryPolicy) -> RemoteResult<Self> {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("bridgefs/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(32)
+            .build()
+            .map_err(|e| RemoteError::Local(e.to_string()))?;
         Ok(HttpClient {
-            clients: Arc::new(Clients::new()?),
+            client,
             policy,
             stats: Arc::default(),
             transfers: Transfers::default(),
@@ -457,8 +463,7 @@ impl HttpClient {
         auth: &dyn Auth,
         range: Option<(u64, u64)>,
     ) -> Result<Response, Attempt> {
-        let client = self.clients.for_this_runtime()?;
-        let mut req = client.request(call.method.clone(), call.url.clone());
+        let mut req = self.client.request(call.method.clone(), call.url.clone());
         if !call.query.is_empty() {
             req = req.query(&call.query);
         }
@@ -518,70 +523,6 @@ impl HttpClient {
             status,
             headers,
             body,
-        })
-    }
-}
-
-/// Connections, pooled by the runtime that drives them. hyper runs each
-/// connection as a task of the runtime that opened it, so a connection
-/// opened on a thread's own current-thread runtime moves only while that
-/// thread drives it: pooled with the daemon's, it would stall whichever
-/// call of the daemon's runtime picked it up. Such a thread (a FUSE thread
-/// making its request's call itself) gets a pool of its own.
-struct Clients {
-    shared: reqwest::Client,
-    /// Tells this client's per-thread pools from another's.
-    id: u64,
-}
-
-/// How long a connection of a thread's own pool may wait idle before it
-/// is not reused: nothing reads a server's close of it while the thread
-/// is idle, so a shorter wait than the shared pool's 90 s.
-const OWN_POOL_IDLE: Duration = Duration::from_secs(20);
-
-thread_local! {
-    /// This thread's own pools, by [`Clients::id`].
-    static OWN_POOLS: std::cell::RefCell<Vec<(u64, reqwest::Client)>> =
-        const { std::cell::RefCell::new(Vec::new()) };
-}
-
-impl Clients {
-    fn new() -> RemoteResult<Clients> {
-        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        Ok(Clients {
-            shared: Self::build(None)?,
-            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        })
-    }
-
-    fn build(idle: Option<Duration>) -> RemoteResult<reqwest::Client> {
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("bridgefs/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .pool_max_idle_per_host(32);
-        if let Some(idle) = idle {
-            builder = builder.pool_idle_timeout(idle);
-        }
-        builder
-            .build()
-            .map_err(|e| RemoteError::Local(e.to_string()))
-    }
-
-    /// The shared pool on a multi-thread runtime; on a current-thread one,
-    /// this thread's own.
-    fn for_this_runtime(&self) -> Result<reqwest::Client, Attempt> {
-        use tokio::runtime::{Handle, RuntimeFlavor};
-        let flavor = Handle::try_current().map(|h| h.runtime_flavor());
-        if !matches!(flavor, Ok(RuntimeFlavor::CurrentThread)) {
-            return Ok(self.shared.clone());
-        }
-        OWN_POOLS.with_borrow_mut(|pools| {
-            if let Some((_, c)) = pools.iter().find(|(id, _)| *id == self.id) {
-                return Ok(c.clone());
-            }
-            let own = Self::build(Some(OWN_POOL_IDLE)).map_err(Attempt::Final)?;
-            pools.push((self.id, own.clone()));
-            Ok(own)
         })
     }
 }

@@ -636,11 +636,11 @@ fn close_from_another_thread_reports_the_upload_error() {
     emu.set_faults(Faults::default());
 }
 
-/// Closes held up by the remote take at most all FUSE threads but one
-/// (each drives its own upload): a listing answered from memory still
+/// Closes held up by the remote wait on tokio, not on the FUSE threads
+/// (more of them than there are threads): a listing answered from memory
 /// comes back before any of those closes has.
 #[test]
-fn closes_held_by_the_remote_leave_a_thread_for_cached_requests() {
+fn closes_held_by_the_remote_never_hold_up_cached_requests() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     let emu = Emulator::demo();
