@@ -3,6 +3,7 @@
 //! `.trash` and `.revisions` views are nodes of the same inode table,
 //! registered by their backend.
 
+mod attr_files;
 pub mod cache;
 pub mod inode;
 pub(in crate::fs) mod listing;

@@ -14,6 +14,7 @@ use md5::{Digest, Md5};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use super::attr_files::AttrFiles;
 use crate::fs::backend::{Entry, Key, Kind};
 
 /// What the user set; `None` shows the remote's (or the default) value.
@@ -79,13 +80,15 @@ pub enum Kept {
 }
 
 /// The persistent overlay. Lookups are in memory and allocate nothing (a
-/// listing asks for each of its entries); writes go to disk with no lock of
-/// the filesystem held (callers run them after dropping it).
+/// listing asks for each of its entries); its files are written in order
+/// on a thread of their own ([`AttrFiles`]), so no request waits for the
+/// disk.
 #[derive(Debug)]
 pub struct Overlay {
     dir: PathBuf,
     /// backend name → remote key → entry.
     entries: Mutex<HashMap<String, HashMap<Key, Stored>>>,
+    files: AttrFiles,
 }
 
 impl Overlay {
@@ -111,6 +114,7 @@ impl Overlay {
         Ok(Overlay {
             dir,
             entries: Mutex::new(entries),
+            files: AttrFiles::start()?,
         })
     }
 
@@ -136,25 +140,29 @@ impl Overlay {
             attrs,
         };
         let path = self.path(backend, &entry.key);
+        let bytes = serde_json::to_vec(&stored).expect("attributes serialize");
         let mut entries = self.entries.lock();
         let kept = entries.entry(backend.to_string()).or_default();
-        kept.insert(entry.key.clone(), stored.clone());
-        drop(entries);
-        if let Err(e) = write_atomically(&path, &stored) {
-            tracing::warn!(error = %e, "cannot keep times and modes in the state dir");
-        }
+        kept.insert(entry.key.clone(), stored);
+        // Queued under the lock: the files change in the memory's order.
+        self.files.write(path, bytes);
     }
 
     /// Forgets an item's attributes (it changed remotely or went).
     pub fn remove(&self, backend: &str, key: &Key) {
-        let removed = self
-            .entries
-            .lock()
+        let mut entries = self.entries.lock();
+        if entries
             .get_mut(backend)
-            .and_then(|kept| kept.remove(key));
-        if removed.is_some() {
-            let _ = std::fs::remove_file(self.path(backend, key));
+            .and_then(|kept| kept.remove(key))
+            .is_some()
+        {
+            self.files.remove(self.path(backend, key));
         }
+    }
+
+    /// Waits until the files hold what memory does (shutdown).
+    pub fn flush(&self) {
+        self.files.flush();
     }
 
     pub fn len(&self) -> usize {
@@ -172,18 +180,6 @@ impl Overlay {
         h.update(key.as_bytes());
         self.dir.join(format!("{}.json", hex::encode(h.finalize())))
     }
-}
-
-/// Temp file + rename: a crash leaves the old entry or the new one. Not
-/// fsynced: attributes are worth less than a file's bytes, and a lost
-/// entry only shows the remote's values again.
-fn write_atomically(path: &Path, stored: &Stored) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(
-        &tmp,
-        serde_json::to_vec(stored).map_err(std::io::Error::other)?,
-    )?;
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
@@ -223,6 +219,7 @@ mod tests {
         assert_eq!(o.get("apps", &file(Some("4"), 5)), Some(Kept::Stale));
         assert_eq!(o.get("library", &file(Some("3"), 5)), None);
         o.remove("apps", &"f:1".to_string());
+        o.flush();
         assert!(Overlay::open(dir.path()).unwrap().is_empty());
     }
 }
