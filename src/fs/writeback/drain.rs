@@ -13,10 +13,13 @@ use std::time::Duration;
 impl BridgeFs {
     /// Uploads every dirty file (SIGTERM, unmount), waiting at most `wait`;
     /// what is left stays journaled for the next start. The emptied spool
-    /// files kept for reuse are deleted.
+    /// files kept for reuse are deleted, and the attribute overlay's files
+    /// are written.
     pub async fn shutdown(self: &Arc<Self>, wait: Duration) -> usize {
         let left = self.upload_before_exit(wait).await;
         self.writeback.spool.remove_idle();
+        // Times and modes set meanwhile, uploads' restamps included.
+        self.overlay.flush();
         left
     }
 

@@ -84,7 +84,7 @@ impl BridgeFs {
             (parent, old_name, new_name)
         };
         if !local.dirty() {
-            self.writeback.journal.remove(&record.id);
+            self.forget_record(&record.id).await;
             local.set_journaled(false);
         }
         self.forget_names_now(vec![(parent, old_name), (parent, new_name)])
@@ -207,7 +207,7 @@ impl BridgeFs {
             Ok(entry) => {
                 self.on_uploaded(*ino, *bidx, local, *generation, entry);
                 if !local.dirty() {
-                    self.writeback.journal.remove(&record.id);
+                    self.forget_record(&record.id).await;
                     local.set_journaled(false);
                 }
                 tracing::debug!(path = ?record.display_path, "uploaded");
@@ -266,6 +266,17 @@ impl BridgeFs {
         }
         tracing::error!(path = ?record.display_path, error = %e, "upload refused by the server; kept spooled and journaled, not retried (SIGHUP or `bridgefs pending retry` tries again)");
         e
+    }
+
+    /// Forgets the journal record of bytes now on the remote: an unlink
+    /// and a slot clear, disk work, so on a blocking thread (never on
+    /// tokio's worker, which a slow disk would stall for every remote
+    /// call). The caller holds the file's upload lock: no newer record of
+    /// the file is written meanwhile, and the lock goes only once this one
+    /// is gone.
+    async fn forget_record(&self, id: &str) {
+        let (journal, id) = (self.writeback.journal.clone(), id.to_string());
+        let _ = self.background.blocking(move || journal.remove(&id)).await;
     }
 
     /// Rewrites a journal record where its bytes already are (fsyncs), on
