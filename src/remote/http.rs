@@ -478,7 +478,7 @@ impl HttpClient {
         req = match &call.body {
             Body::Empty => req,
             Body::Json(v) => req.json(v),
-            Body::Multipart(factory) => req.multipart(factory().map_err(Attempt::Final)?),
+            Body::Multipart(factory) => req.multipart(form(call, factory).await?),
         };
         let resp = req
             .send()
@@ -525,6 +525,22 @@ impl HttpClient {
             body,
         })
     }
+}
+
+/// An attempt's multipart form. One that streams a local file opens it
+/// on a blocking thread: an `open` and `fstat` of the spool are disk work,
+/// and the runtime's worker serves every other call meanwhile.
+async fn form(call: &Call, factory: &FormFactory) -> Result<reqwest::multipart::Form, Attempt> {
+    let opens_a_file = call.progress.as_ref().is_some_and(|t| t.opens_a_file());
+    let built = if opens_a_file {
+        let factory = factory.clone();
+        tokio::task::spawn_blocking(move || factory())
+            .await
+            .unwrap_or_else(|e| Err(RemoteError::Local(e.to_string())))
+    } else {
+        factory()
+    };
+    built.map_err(Attempt::Final)
 }
 
 /// Why one attempt failed, and whether another may help.

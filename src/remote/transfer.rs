@@ -134,6 +134,12 @@ pub struct Tracker {
 }
 
 impl Tracker {
+    /// Whether building this upload's part opens a local file (disk work,
+    /// for a blocking thread), rather than taking bytes from memory.
+    pub fn opens_a_file(&self) -> bool {
+        matches!(self.transfer.body, Body::File(_))
+    }
+
     /// Bytes of the current attempt sent so far.
     pub fn sent(&self) -> u64 {
         self.transfer.sent.load(Ordering::Relaxed)
