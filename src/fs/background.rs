@@ -9,25 +9,36 @@ use std::future::Future;
 
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 
 use crate::fs::error::{FsError, FsResult};
 
 /// A handle on the daemon's runtime.
 #[derive(Clone)]
-pub(in crate::fs) struct Background(Handle);
+pub(in crate::fs) struct Background {
+    rt: Handle,
+    /// Disk work handed off with nothing waiting for it, which shutdown
+    /// waits for: tokio drops blocking work not yet started when its
+    /// runtime shuts down, and a journal record whose removal was dropped
+    /// would upload its file again at the next start.
+    detached: TaskTracker,
+}
 
 impl Background {
     /// The runtime the caller runs in: the core is built inside the
     /// daemon's runtime (or a test's).
     pub fn current() -> FsResult<Background> {
-        Handle::try_current()
-            .map(Background)
-            .map_err(|_| FsError::Io("the filesystem core needs a tokio runtime".into()))
+        let rt = Handle::try_current()
+            .map_err(|_| FsError::Io("the filesystem core needs a tokio runtime".into()))?;
+        Ok(Background {
+            rt,
+            detached: TaskTracker::new(),
+        })
     }
 
     /// Starts a task that outlives the request.
     pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
-        drop(self.0.spawn(task));
+        drop(self.rt.spawn(task));
     }
 
     /// Disk or kernel work on a blocking thread of the daemon's runtime.
@@ -35,17 +46,26 @@ impl Background {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> JoinHandle<T> {
-        self.0.spawn_blocking(work)
+        self.rt.spawn_blocking(work)
     }
 
     /// Disk work nothing waits for: done now when called outside async
     /// code (on a FUSE thread answering from memory, where it costs less
     /// than a hand-off), else later on a blocking thread, so that no
-    /// runtime's worker waits for the disk.
+    /// runtime's worker waits for the disk; [`Background::settle`] waits
+    /// for it.
     pub fn off_the_runtime(&self, work: impl FnOnce() + Send + 'static) {
         match Handle::try_current() {
-            Ok(_) => drop(self.blocking(work)),
+            Ok(_) => drop(self.detached.spawn_blocking_on(work, &self.rt)),
             Err(_) => work(),
         }
+    }
+
+    /// Waits for the disk work [`Background::off_the_runtime`] handed off
+    /// so far (shutdown).
+    pub async fn settle(&self) {
+        self.detached.close();
+        self.detached.wait().await;
+        self.detached.reopen();
     }
 }

@@ -454,3 +454,61 @@ async fn sighup_drops_unreferenced_inodes_and_listings() {
     assert_eq!(names_of(&c.fs, fh).len(), 42, "listed again");
     assert_eq!(c.remote.calls("list"), 2);
 }
+
+/// Disk work handed off with nothing waiting for it (here the journal
+/// record of a file unlinked while its upload was refused) is
+/// waited for by shutdown: tokio drops blocking work not yet started when
+/// its runtime stops, and a record left behind would upload the removed
+/// file again at the next start.
+#[test]
+fn shutdown_waits_for_the_disk_work_handed_off() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = core_with(&[]).await;
+        let pending = || {
+            Journal::open(&c._dirs.path().join("state"))
+                .unwrap()
+                .pending()
+        };
+        c.remote
+            .refusing_uploads
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let (attr, fh) =
+            c.fs.create(c.top, "doomed.txt", libc::O_WRONLY, PID)
+                .await
+                .unwrap();
+        c.fs.write(attr.ino, fh, 0, b"never to return").unwrap();
+        assert!(c.fs.flush(attr.ino, fh, PID).await.is_err());
+        c.fs.release(attr.ino, fh).await;
+        assert_eq!(pending().len(), 1, "kept journaled, refused");
+        // The one blocking thread is busy: what the unlink hands off waits.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (busy, started) = std::sync::mpsc::channel::<()>();
+        let blocker = tokio::task::spawn_blocking(move || {
+            busy.send(()).unwrap();
+            let _ = held.recv();
+        });
+        started.recv().unwrap();
+        c.fs.unlink(c.top, "doomed.txt").await.unwrap();
+        assert_eq!(pending().len(), 1, "its removal handed off, not done");
+        let fs = c.fs.clone();
+        let shutdown = tokio::spawn(async move { fs.shutdown(Duration::from_secs(1)).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !shutdown.is_finished(),
+            "shutdown returned with the record's removal still queued"
+        );
+        release.send(()).unwrap();
+        blocker.await.unwrap();
+        shutdown.await.unwrap();
+        assert!(
+            pending().is_empty(),
+            "the record went before shutdown ended"
+        );
+    });
+}

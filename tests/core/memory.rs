@@ -26,6 +26,8 @@ pub struct MemoryBackend {
     next_id: AtomicU64,
     /// The next this many uploads fail with EIO, as a flaky server would.
     pub failing_uploads: AtomicU32,
+    /// Uploads are refused for good (EFBIG), as a 413 is: never retried.
+    pub refusing_uploads: std::sync::atomic::AtomicBool,
 }
 
 pub const ROOT_KEY: &str = "root";
@@ -143,6 +145,9 @@ impl Backend for MemoryBackend {
         content: &Content,
     ) -> FsResult<Entry> {
         self.count("upload");
+        if self.refusing_uploads.load(Ordering::SeqCst) {
+            return Err(FsError::TooBig);
+        }
         let failing = &self.failing_uploads;
         if failing
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))

@@ -12,11 +12,14 @@ use std::time::Duration;
 
 impl BridgeFs {
     /// Uploads every dirty file (SIGTERM, unmount), waiting at most `wait`;
-    /// what is left stays journaled for the next start. The emptied spool
+    /// what is left stays journaled for the next start. Disk work handed
+    /// off (records and spools let go of) is waited for, the emptied spool
     /// files kept for reuse are deleted, and the attribute overlay's files
     /// are written.
     pub async fn shutdown(self: &Arc<Self>, wait: Duration) -> usize {
         let left = self.upload_before_exit(wait).await;
+        // Journal records and spool files let go of: before spools go.
+        self.background.settle().await;
         self.writeback.spool.remove_idle();
         // Times and modes set meanwhile, uploads' restamps included.
         self.overlay.flush();
@@ -29,9 +32,8 @@ impl BridgeFs {
             return 0;
         }
         tracing::info!(files = dirty.len(), "uploading pending files before exit");
-        let uploads = futures::stream::iter(dirty.iter().map(|i| {
+        let uploads = futures::stream::iter(dirty.clone().into_iter().map(|ino| {
             let fs = self.clone();
-            let ino = *i;
             async move { fs.commit(ino).await }
         }))
         .buffer_unordered(4)
