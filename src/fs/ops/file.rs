@@ -86,7 +86,7 @@ impl BridgeFs {
     /// create(2): an existing name is opened (EEXIST with O_EXCL); a new
     /// file lives in the spool until its close uploads it.
     pub async fn create(
-        &self,
+        self: &Arc<Self>,
         parent: Ino,
         name: &str,
         flags: i32,
@@ -99,7 +99,14 @@ impl BridgeFs {
         match self.resolve(parent, name).await {
             Ok(_) if flags & libc::O_EXCL != 0 => Err(FsError::Exists),
             Ok(ino) => self.open_as_created(ino, flags, pid).await,
-            Err(FsError::NotFound) => self.create_new(parent, name, flags, pid),
+            Err(FsError::NotFound) => {
+                // It makes a spool file, disk work: on a blocking thread.
+                let (me, name) = (self.clone(), name.to_string());
+                let made = self
+                    .background
+                    .blocking(move || me.create_new(parent, &name, flags, pid));
+                made.await.map_err(|e| FsError::Io(format!("spool: {e}")))?
+            }
             Err(e) => Err(e),
         }
     }
@@ -188,28 +195,13 @@ impl BridgeFs {
         if let Some(l) = self.local_of(ino) {
             return Ok(l);
         }
-        let local = Arc::new(self.writeback.spool.create()?);
+        let local = self.new_spool().await?;
         if !empty {
-            let attr = self.fresh_attr(ino).await?;
-            let (_, backend, entry) = self.remote_of(ino)?;
-            let mut offset = 0;
-            while offset < attr.size {
-                let len = FILL_CHUNK.min(attr.size - offset);
-                let chunk = match backend.read(&entry, offset, len).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        self.writeback.spool.recycle(local);
-                        return Err(e);
-                    }
-                };
-                if chunk.is_empty() {
-                    break;
-                }
-                if let Err(e) = local.write_at(offset, &chunk) {
-                    self.writeback.spool.recycle(local);
-                    return Err(e);
-                }
-                offset += chunk.len() as u64;
+            if let Err(e) = self.fill(ino, &local).await {
+                let spool = self.writeback.spool.clone();
+                self.background
+                    .off_the_runtime(move || spool.recycle(local));
+                return Err(e);
             }
             local.mark_clean();
         }
@@ -219,6 +211,40 @@ impl BridgeFs {
         }
         st.locals.insert(ino);
         Ok(local)
+    }
+
+    /// A spool file for a new local copy, from a blocking thread: making
+    /// one is disk work (a reused one was renamed and emptied already).
+    async fn new_spool(&self) -> FsResult<Arc<LocalFile>> {
+        let spool = self.writeback.spool.clone();
+        let made = self.background.blocking(move || spool.create()).await;
+        made.map_err(|e| FsError::Io(format!("spool: {e}")))?
+            .map(Arc::new)
+    }
+
+    /// Copies the remote content into a new spool file, a chunk at a time,
+    /// each written on a blocking thread (disk work, off the worker that
+    /// serves every remote call).
+    async fn fill(&self, ino: Ino, local: &Arc<LocalFile>) -> FsResult<()> {
+        let attr = self.fresh_attr(ino).await?;
+        let (_, backend, entry) = self.remote_of(ino)?;
+        let mut offset = 0;
+        while offset < attr.size {
+            let len = FILL_CHUNK.min(attr.size - offset);
+            let chunk = backend.read(&entry, offset, len).await?;
+            if chunk.is_empty() {
+                break;
+            }
+            let (to, read) = (local.clone(), chunk.len() as u64);
+            let written = self
+                .background
+                .blocking(move || to.write_at(offset, &chunk));
+            written
+                .await
+                .map_err(|e| FsError::Io(format!("spool: {e}")))??;
+            offset += read;
+        }
+        Ok(())
     }
 
     /// New content: mtime and ctime are now (a time set by utimens
@@ -395,7 +421,9 @@ impl BridgeFs {
                 n.content_version = version;
             }
             drop(st);
-            self.writeback.spool.recycle(local);
+            let spool = self.writeback.spool.clone();
+            self.background
+                .off_the_runtime(move || spool.recycle(local));
         }
     }
 

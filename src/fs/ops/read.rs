@@ -178,7 +178,17 @@ impl BridgeFs {
             (local, pattern, pinned)
         };
         let data = match (local, pinned) {
-            (Some(l), _) => Bytes::from(l.read_at(offset, size as u64)?),
+            // The fast path reads spools; one made since is read here, on
+            // a blocking thread (disk work).
+            (Some(l), _) => {
+                let read = self
+                    .background
+                    .blocking(move || l.read_at(offset, size as u64));
+                Bytes::from(
+                    read.await
+                        .map_err(|e| FsError::Io(format!("spool: {e}")))??,
+                )
+            }
             (None, Some(p)) => self.read_pinned(ino, fh, p, pattern, offset, size).await?,
             (None, None) => {
                 let attr = self.fresh_attr(ino).await?;

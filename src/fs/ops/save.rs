@@ -275,7 +275,12 @@ impl BridgeFs {
     pub(in crate::fs) fn forget_replaced(&self, replaced: Unlinked) {
         match replaced {
             Unlinked::Idle(local) => self.forget_spool(local),
-            Unlinked::StillOpen(local) => self.writeback.journal.remove(&local.id),
+            // Gone from the namespace: nothing journals it again.
+            Unlinked::StillOpen(local) => {
+                let journal = self.writeback.journal.clone();
+                self.background
+                    .off_the_runtime(move || journal.remove(&local.id));
+            }
             Unlinked::NoSpool => {}
         }
     }
