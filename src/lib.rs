@@ -7,8 +7,9 @@
 //! the filesystem's `Backend` trait (the only modules that see both);
 //! [`fuse`] is the thin fuser adapter. The emulator that serves the three
 //! APIs for tests, the demo and benchmarks is its own crate,
-//! `bridgefs-emulator` (`crates/emulator`): only the binary links it, so
-//! this library does not depend on axum.
+//! `bridgefs-emulator` (`crates/emulator`): only the binary's `demo` and
+//! `emulator` commands link it (feature `emulator`, the default), so this
+//! library's code uses no axum.
 
 pub mod backends;
 pub mod config;
