@@ -49,6 +49,17 @@ impl Background {
         self.rt.spawn_blocking(work)
     }
 
+    /// Disk work on a blocking thread, waited for: the caller's next step
+    /// needs its outcome. A panic in it is an I/O error of the request.
+    pub async fn wait_for<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> FsResult<T> {
+        self.blocking(work)
+            .await
+            .map_err(|e| FsError::Io(format!("disk work: {e}")))
+    }
+
     /// Disk work nothing waits for: done now when called outside async
     /// code (on a FUSE thread answering from memory, where it costs less
     /// than a hand-off), else later on a blocking thread, so that no

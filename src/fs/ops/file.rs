@@ -104,8 +104,8 @@ impl BridgeFs {
                 let (me, name) = (self.clone(), name.to_string());
                 let made = self
                     .background
-                    .blocking(move || me.create_new(parent, &name, flags, pid));
-                made.await.map_err(|e| FsError::Io(format!("spool: {e}")))?
+                    .wait_for(move || me.create_new(parent, &name, flags, pid));
+                made.await?
             }
             Err(e) => Err(e),
         }
@@ -217,9 +217,8 @@ impl BridgeFs {
     /// one is disk work (a reused one was renamed and emptied already).
     async fn new_spool(&self) -> FsResult<Arc<LocalFile>> {
         let spool = self.writeback.spool.clone();
-        let made = self.background.blocking(move || spool.create()).await;
-        made.map_err(|e| FsError::Io(format!("spool: {e}")))?
-            .map(Arc::new)
+        let made = self.background.wait_for(move || spool.create()).await?;
+        made.map(Arc::new)
     }
 
     /// Copies the remote content into a new spool file, a chunk at a time,
@@ -238,10 +237,8 @@ impl BridgeFs {
             let (to, read) = (local.clone(), chunk.len() as u64);
             let written = self
                 .background
-                .blocking(move || to.write_at(offset, &chunk));
-            written
-                .await
-                .map_err(|e| FsError::Io(format!("spool: {e}")))??;
+                .wait_for(move || to.write_at(offset, &chunk));
+            written.await??;
             offset += read;
         }
         Ok(())

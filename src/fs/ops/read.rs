@@ -183,11 +183,8 @@ impl BridgeFs {
             (Some(l), _) => {
                 let read = self
                     .background
-                    .blocking(move || l.read_at(offset, size as u64));
-                Bytes::from(
-                    read.await
-                        .map_err(|e| FsError::Io(format!("spool: {e}")))??,
-                )
+                    .wait_for(move || l.read_at(offset, size as u64));
+                Bytes::from(read.await??)
             }
             (None, Some(p)) => self.read_pinned(ino, fh, p, pattern, offset, size).await?,
             (None, None) => {

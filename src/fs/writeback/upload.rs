@@ -38,10 +38,8 @@ impl BridgeFs {
         let (me, local, record) = (self.clone(), job.local.clone(), job.record.clone());
         let written = self
             .background
-            .blocking(move || me.writeback.durable(&local, &record));
-        written
-            .await
-            .map_err(|e| FsError::Io(format!("journal: {e}")))?
+            .wait_for(move || me.writeback.durable(&local, &record));
+        written.await?
     }
 
     /// Someone else changed the remote file after the local change began:
@@ -276,7 +274,7 @@ impl BridgeFs {
     /// is gone.
     async fn forget_record(&self, id: &str) {
         let (journal, id) = (self.writeback.journal.clone(), id.to_string());
-        let _ = self.background.blocking(move || journal.remove(&id)).await;
+        let _ = self.background.wait_for(move || journal.remove(&id)).await;
     }
 
     /// Rewrites a journal record where its bytes already are (fsyncs), on
