@@ -198,9 +198,7 @@ impl BridgeFs {
         let local = self.new_spool().await?;
         if !empty {
             if let Err(e) = self.fill(ino, &local).await {
-                let spool = self.writeback.spool.clone();
-                self.background
-                    .off_the_runtime(move || spool.recycle(local));
+                self.recycle_later(local);
                 return Err(e);
             }
             local.mark_clean();
@@ -418,10 +416,16 @@ impl BridgeFs {
                 n.content_version = version;
             }
             drop(st);
-            let spool = self.writeback.spool.clone();
-            self.background
-                .off_the_runtime(move || spool.recycle(local));
+            self.recycle_later(local);
         }
+    }
+
+    /// Empties a spool file nothing names any more for the next new file,
+    /// off the runtime's worker (see `Background::off_the_runtime`).
+    fn recycle_later(&self, local: Arc<LocalFile>) {
+        let spool = self.writeback.spool.clone();
+        self.background
+            .off_the_runtime(move || spool.recycle(local));
     }
 
     /// Deletes a spool file and its journal record: disk work, so callers

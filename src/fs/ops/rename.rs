@@ -16,14 +16,12 @@ impl BridgeFs {
         let Some(k) = self.kernel.read().clone() else {
             return;
         };
-        let _ = self
-            .background
-            .blocking(move || {
-                for (parent, name) in &entries {
-                    k.forget_entry(*parent, name);
-                }
-            })
-            .await;
+        let forgotten = self.background.wait_for(move || {
+            for (parent, name) in &entries {
+                k.forget_entry(*parent, name);
+            }
+        });
+        let _ = forgotten.await;
     }
 
     /// Removes the file remotely at once. As on a local disk, descriptors
